@@ -1,0 +1,170 @@
+"""The run configuration: one dataclass, read from TOML, overridden by flags, checked once.
+
+Every field is a ``nosync train`` flag (``batch_size`` is ``--batch-size``) and a key of the TOML
+file; the help text lives next to the field so that flags, files and docs cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from . import rules
+from .data import check_dataset_name
+from .errors import UserError
+from .models import MODELS
+
+STRATEGIES = ("nosync", "single", "ddp")
+
+
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class TrainConfig:
+    strategy: str = _f("nosync", "training strategy", STRATEGIES)
+    workers: int = _f(0, "number of ranks (0: 4, or 1 for --strategy single)")
+    ranks_per_particle: int = _f(1, "ranks per particle; >1 makes each particle a DDP group")
+    rule: str = _f("leader", "pull rule of the sync round", rules.RULES)
+    pressure: float = _f(0.1, "pull strength p in [0, 1]")
+    schedule: str = _f("constant", "pressure schedule (linear ramps p to 1)", rules.SCHEDULES)
+    period: int = _f(50, "optimizer steps between sync rounds")
+    inertia: float = _f(0.5, "pso: velocity inertia")
+    c1: float = _f(0.5, "pso: pull toward the particle's own best")
+    c2: float = _f(2.0, "pso: pull toward the leader (scaled by the pressure)")
+    dataset: str = _f("digits", "digits, fashion-mnist, mnist or npz:PATH")
+    data_dir: str = _f("", "folder with IDX files (then $NOSYNC_DATA, /usr/share/datasets)")
+    train_subset: int = _f(0, "use only this many training examples (0: all)")
+    fitness_size: int = _f(0, "held-out fitness examples (0: a tenth of train, at most 512)")
+    shard: bool = _f(False, "give each particle a disjoint shard of the training data")
+    model: str = _f("mlp", "model", MODELS)
+    init: str = _f("same", "initialise particles identically or differently", ("same", "different"))
+    epochs: float = _f(10.0, "passes over each particle's training data")
+    steps: int = _f(0, "optimizer steps per rank (overrides --epochs when > 0)")
+    batch_size: int = _f(32, "mini-batch per rank")
+    lr: float = _f(0.05, "SGD learning rate (per rank, before scaling)")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(0.0, "SGD weight decay")
+    lr_scaling: str = _f(
+        "linear", "data-parallel particles: scale lr with ranks per particle", ("linear", "none")
+    )
+    seed: int = _f(0, "random seed")
+    eval_every: int = _f(0, "evaluate every N steps (0: once per epoch)")
+    threads: int = _f(0, "torch threads per rank (0: cores / local ranks)")
+    timeout: float = _f(300.0, "seconds a collective may wait before the run fails")
+    out: str = _f("", "output folder (default runs/<time>-<strategy>)")
+    quiet: bool = _f(False, "no progress bar")
+
+    @property
+    def particles(self) -> int:
+        return self.workers // self.ranks_per_particle
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    """Read a config file; unknown keys and wrong types are errors, not silently ignored."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"config: no such file {path}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"config: {path} is not valid TOML: {err}") from None
+    except OSError as err:
+        raise UserError(f"config: cannot read {path}: {err.strerror}") from None
+    for key, value in data.items():
+        if key not in FIELDS:
+            raise UserError(f"config: unknown key {key!r} in {path}")
+        data[key] = _coerce(key, value, f"config: {path}: {key}")
+    return data
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    kind = FIELDS[key].type
+    ok = {
+        "bool": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+    }[kind]
+    if not ok:
+        raise UserError(f"{where} must be {kind}, got {value!r}")
+    return float(value) if kind == "float" else value
+
+
+def resolve(
+    file_values: dict[str, Any], flag_values: dict[str, Any], under_launcher: bool = False
+) -> TrainConfig:
+    """Defaults, then the TOML file, then flags; then fill automatic values and validate.
+
+    Under an external launcher the automatic worker count is the launcher's world size.
+    """
+    cfg = TrainConfig(**{**file_values, **flag_values})
+    if cfg.workers == 0:
+        if under_launcher:
+            cfg.workers = int(os.environ.get("WORLD_SIZE", "1"))
+        else:
+            cfg.workers = 1 if cfg.strategy == "single" else 4
+    if cfg.strategy == "ddp" and cfg.ranks_per_particle == 1:
+        cfg.ranks_per_particle = cfg.workers
+    if not cfg.out:
+        cfg.out = str(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.strategy}")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """One clear ``UserError`` per mistake, named after the flag."""
+    for name, f in FIELDS.items():
+        choices = f.metadata["choices"]
+        if choices and getattr(cfg, name) not in choices:
+            raise UserError(
+                f"{name}: unknown {name} {getattr(cfg, name)!r} (choose from {', '.join(choices)})"
+            )
+    check_dataset_name(cfg.dataset)
+    if cfg.workers < 1:
+        raise UserError(f"workers: must be at least 1, got {cfg.workers}")
+    if cfg.ranks_per_particle < 1 or cfg.workers % cfg.ranks_per_particle:
+        raise UserError(
+            f"ranks_per_particle: {cfg.ranks_per_particle} must be >= 1 and divide "
+            f"workers ({cfg.workers})"
+        )
+    if cfg.strategy == "single" and cfg.workers != 1:
+        raise UserError(f"workers: the single strategy runs one worker, got {cfg.workers}")
+    if cfg.strategy == "ddp" and cfg.ranks_per_particle != cfg.workers:
+        raise UserError("ranks_per_particle: ddp makes all workers one particle; leave it unset")
+    if not 0.0 <= cfg.pressure <= 1.0:
+        raise UserError(f"pressure: must be in [0, 1], got {cfg.pressure}")
+    checks = {
+        "period": cfg.period >= 1,
+        "batch_size": cfg.batch_size >= 1,
+        "epochs": cfg.epochs > 0 or cfg.steps > 0,
+        "steps": cfg.steps >= 0,
+        "lr": cfg.lr > 0,
+        "momentum": 0 <= cfg.momentum < 1,
+        "weight_decay": cfg.weight_decay >= 0,
+        "train_subset": cfg.train_subset >= 0,
+        "fitness_size": cfg.fitness_size >= 0,
+        "eval_every": cfg.eval_every >= 0,
+        "threads": cfg.threads >= 0,
+        "timeout": cfg.timeout > 0,
+    }
+    for name, ok in checks.items():
+        if not ok:
+            raise UserError(f"{name}: invalid value {getattr(cfg, name)!r}")

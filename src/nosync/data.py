@@ -1,0 +1,240 @@
+"""Datasets as in-memory tensors, the held-out fitness split and per-particle batch order.
+
+Everything is read from local files (no run-time downloads): scikit-learn's bundled ``digits``,
+IDX files for ``fashion-mnist``/``mnist`` and user ``.npz`` archives.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import UserError
+
+DATASETS = ("digits", "fashion-mnist", "mnist")
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+@dataclass
+class Dataset:
+    """Images as float32 ``N x C x H x W`` (standardised with train statistics), int64 labels."""
+
+    name: str
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def check_dataset_name(name: str) -> None:
+    if name in DATASETS or name.startswith("npz:"):
+        return
+    raise UserError(f"dataset: unknown dataset {name!r} (choose from {', '.join(DATASETS)}, npz:PATH)")
+
+
+def load_dataset(name: str, data_dir: str | None = None, train_subset: int = 0) -> Dataset:
+    """Load a dataset by name; raises ``UserError`` with one clear line on any bad input."""
+    check_dataset_name(name)
+    if name == "digits":
+        arrays = _digits()
+    elif name.startswith("npz:"):
+        arrays = read_npz(Path(name[4:]))
+    else:
+        folder = find_idx_dir(name, data_dir)
+        arrays = {key: read_idx(_idx_path(folder, stem)) for key, stem in IDX_FILES.items()}
+        _check_arrays(arrays, f"{name} in {folder}")
+    if train_subset and train_subset < len(arrays["y_train"]):
+        keep = np.random.default_rng(0).permutation(len(arrays["y_train"]))[:train_subset]
+        arrays["x_train"], arrays["y_train"] = arrays["x_train"][keep], arrays["y_train"][keep]
+    return _to_tensors(name, arrays)
+
+
+def _digits() -> dict[str, np.ndarray]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, bunch.target, test_size=0.2, random_state=0, stratify=bunch.target
+    )
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def find_idx_dir(name: str, data_dir: str | None) -> Path:
+    """``--data-dir``, then ``$NOSYNC_DATA``, then ``/usr/share/datasets/<name>``."""
+    candidates: list[Path] = []
+    for root in (data_dir, os.environ.get("NOSYNC_DATA")):
+        if root:
+            candidates += [Path(root), Path(root) / name]
+    candidates.append(Path("/usr/share/datasets") / name)
+    for folder in candidates:
+        if all(_idx_path(folder, stem, must_exist=False) for stem in IDX_FILES.values()):
+            return folder
+    where = ", ".join(str(c) for c in candidates)
+    hint = " (on Debian: apt-get install dataset-fashion-mnist)" if name == "fashion-mnist" else ""
+    raise UserError(f"dataset: {name} IDX files not found in {where}{hint}")
+
+
+def _idx_path(folder: Path, stem: str, must_exist: bool = True) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    if must_exist:
+        raise UserError(f"dataset: missing {folder / stem}[.gz]")
+    return None
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped), checking its header against its size."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise UserError(f"dataset: cannot read {path}: {err}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] < 1:
+        raise UserError(f"dataset: {path} is not an IDX file (bad header)")
+    ndim, dtype = raw[3], np.dtype(_IDX_DTYPES[raw[2]])
+    if len(raw) < 4 + 4 * ndim:
+        raise UserError(f"dataset: {path} has a truncated IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = 4 + 4 * ndim + int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != expected:
+        raise UserError(
+            f"dataset: {path} is corrupt (header says {shape}, {expected} bytes; file has {len(raw)})"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim).reshape(shape)
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """An ``.npz`` with ``x_train, y_train, x_test, y_test`` (images N x H x W or N x C x H x W)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [k for k in IDX_FILES if k not in archive.files]
+            if missing:
+                raise UserError(f"dataset: {path} lacks the arrays {', '.join(missing)}")
+            arrays = {k: archive[k] for k in IDX_FILES}
+    except UserError:
+        raise
+    except (OSError, ValueError) as err:
+        raise UserError(f"dataset: cannot read {path}: {err}") from None
+    _check_arrays(arrays, str(path))
+    return arrays
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim not in (2, 3, 4) or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
+            raise UserError(
+                f"dataset: {where}: x_{split} {x.shape} and y_{split} {y.shape} do not match "
+                "(need N samples and N labels)"
+            )
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+            raise UserError(f"dataset: {where}: y_{split} must hold non-negative integer labels")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise UserError(
+            f"dataset: {where}: train images {arrays['x_train'].shape[1:]} and test images "
+            f"{arrays['x_test'].shape[1:]} differ in shape"
+        )
+
+
+def _to_tensors(name: str, arrays: dict[str, np.ndarray]) -> Dataset:
+    def images(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float32)
+        if x.ndim == 2:  # flat feature vectors: one channel, one row
+            x = x[:, None, None, :]
+        elif x.ndim == 3:
+            x = x[:, None]
+        return x
+
+    x_train, x_test = images(arrays["x_train"]), images(arrays["x_test"])
+    mean, std = float(x_train.mean()), float(x_train.std()) or 1.0
+    classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
+    return Dataset(
+        name=name,
+        x_train=torch.from_numpy((x_train - mean) / std),
+        y_train=torch.from_numpy(arrays["y_train"].astype(np.int64)),
+        x_test=torch.from_numpy((x_test - mean) / std),
+        y_test=torch.from_numpy(arrays["y_test"].astype(np.int64)),
+        classes=classes,
+    )
+
+
+def fitness_split(n: int, size: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Indices ``(train, fitness)``: a fixed held-out fitness set, the same on every particle.
+
+    ``size`` 0 means automatic: a tenth of the training set, at most 512 examples (a larger set
+    makes each sync round cost more than the pull itself).
+    """
+    size = size or min(512, n // 10)
+    if not 0 < size < n:
+        raise UserError(f"fitness_size: {size} does not leave training data out of {n} examples")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[size:].sort().values, order[:size].sort().values
+
+
+class Batches:
+    """A particle's deterministic stream of mini-batch indices.
+
+    Epoch ``e`` of particle ``p`` is a permutation drawn from a generator seeded by
+    ``(seed, p, e)``, so the position in the stream is just ``(epoch, batch)`` and can be
+    checkpointed and resumed exactly.  With ``--shard`` every particle owns a disjoint slice of
+    the data.  Inside a data-parallel particle of ``k`` ranks, rank ``j`` takes the ``j``-th slice
+    of each particle batch of ``k * batch_size`` examples.  Incomplete batches are dropped, so all
+    particles take the same number of steps per epoch.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        particle: int,
+        particles: int,
+        *,
+        shard: bool = False,
+        ranks_per_particle: int = 1,
+        rank_in_particle: int = 0,
+    ) -> None:
+        self.seed, self.particle = seed, particle
+        self.batch_size, self.k, self.j = batch_size, ranks_per_particle, rank_in_particle
+        if shard and particles > 1:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919))
+            per = n // particles
+            self.pool = order[particle * per : (particle + 1) * per].sort().values
+        else:
+            self.pool = torch.arange(n)
+        self.steps_per_epoch = len(self.pool) // (batch_size * ranks_per_particle)
+        if self.steps_per_epoch < 1:
+            raise UserError(
+                f"batch_size: {batch_size} x {ranks_per_particle} rank(s) exceeds the "
+                f"{len(self.pool)} training examples a particle has"
+            )
+
+    def epoch(self, epoch: int, start: int = 0) -> list[Tensor]:
+        """The index batches of one epoch for this rank, from batch ``start`` on."""
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.particle) * 10_007 + epoch)
+        perm = self.pool[torch.randperm(len(self.pool), generator=g)]
+        big = self.batch_size * self.k
+        out = []
+        for b in range(start, self.steps_per_epoch):
+            chunk = perm[b * big : (b + 1) * big]
+            out.append(chunk[self.j * self.batch_size : (self.j + 1) * self.batch_size])
+        return out

@@ -1,0 +1,48 @@
+"""Evaluation helpers: predictions, accuracy, and a held-out-loss fitness for ``Swarm``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, x: Tensor, batch_size: int = 2048) -> Tensor:
+    """Softmax outputs in eval mode (BatchNorm uses running stats); restores the mode after."""
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([F.softmax(model(x[i : i + batch_size]), 1) for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def accuracy_of(proba: Tensor, y: Tensor) -> float:
+    return float((proba.argmax(1) == y).float().mean())
+
+
+def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    return accuracy_of(predict_proba(model, x), y)
+
+
+@torch.no_grad()
+def mean_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 2048) -> float:
+    """Mean cross-entropy in eval mode; NaN/inf propagate (the swarm treats them as worst)."""
+    was_training = model.training
+    model.eval()
+    try:
+        total = sum(
+            float(F.cross_entropy(model(x[i : i + batch_size]), y[i : i + batch_size], reduction="sum"))
+            for i in range(0, len(x), batch_size)
+        )
+    finally:
+        model.train(was_training)
+    return total / len(x)
+
+
+def loss_fitness(x: Tensor, y: Tensor) -> Callable[[nn.Module], float]:
+    """A ``Swarm`` fitness: mean loss on a fixed held-out set (never the test set)."""
+    return lambda model: mean_loss(model, x, y)

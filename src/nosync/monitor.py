@@ -1,0 +1,180 @@
+"""Watching a run: evaluation across the swarm, ``metrics.jsonl``, the progress bar and the
+files written at the end.  Only global rank 0 writes; the first rank of every particle takes
+part in the evaluation collectives (evaluation traffic is not counted as training traffic).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from .checkpoint import atomic_torch_save, atomic_write_text
+from .config import TrainConfig
+from .data import Dataset
+from .evaluate import accuracy, accuracy_of, predict_proba
+from .metrics import MetricsLog, write_summary
+from .rules import mean_pairwise_distance
+from .strategies import Strategy, Topology
+from .swarm import flatten_weights, load_weights
+
+TRAIN_EVAL_EXAMPLES = 2000  # training accuracy (for the generalisation gap) on a fixed subset
+
+
+def gather(t: Tensor, group: dist.ProcessGroup | None) -> Tensor:
+    """Stack ``t`` from every member of ``group`` (the particles' first ranks)."""
+    out = [torch.empty_like(t) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(out, t.contiguous(), group=group)
+    return torch.stack(out)
+
+
+class Monitor:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        topo: Topology,
+        data: Dataset,
+        x_train: Tensor,
+        y_train: Tensor,
+        fitness: Any,
+        total_steps: int,
+        steps_per_epoch: int,
+    ) -> None:
+        self.cfg, self.topo, self.data, self.fitness = cfg, topo, data, fitness
+        self.total, self.steps_per_epoch = total_steps, steps_per_epoch
+        self.root = topo.rank == 0
+        self.x_fit_train, self.y_fit_train = x_train[:TRAIN_EVAL_EXAMPLES], y_train[:TRAIN_EVAL_EXAMPLES]
+        self.out = Path(cfg.out)
+        self.log: MetricsLog | None = None
+        if self.root:
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out / "config.toml", cfg.to_toml())
+            self.log = MetricsLog(self.out / "metrics.jsonl")
+        self.bar = tqdm(
+            total=total_steps, disable=cfg.quiet or not self.root, file=sys.stderr,
+            desc=f"{cfg.strategy} x{cfg.workers}", unit="step", dynamic_ncols=True, leave=True,
+        )
+        self.logged_rounds = 0
+        self.eval_seconds = 0.0
+        self.train_start = time.perf_counter()
+
+    # ---- during training ------------------------------------------------------------------
+    def after_step(self, step: int, strategy: Strategy, model: nn.Module) -> None:
+        self.bar.update(1)
+        if len(strategy.history) > self.logged_rounds:
+            self._log_rounds(strategy, step)
+        every = self.cfg.eval_every
+        if (every and step % every == 0) or step % self.steps_per_epoch == 0 or step == self.total:
+            self.evaluate(step, model)
+
+    def _log_rounds(self, strategy: Strategy, step: int) -> None:
+        for record in strategy.history[self.logged_rounds :]:
+            if self.log:
+                self.log.write({"type": "round", **record})
+        self.logged_rounds = len(strategy.history)
+        last = strategy.history[-1]
+        finite = [f for f in last.get("fitness") or [] if f is not None]
+        if finite:
+            self.bar.set_postfix(
+                epoch=step // self.steps_per_epoch, best=f"{min(finite):.4f}",
+                leader=last["leader"], refresh=False,
+            )
+
+    def train_seconds(self) -> float:
+        return time.perf_counter() - self.train_start - self.eval_seconds
+
+    def evaluate(self, step: int, model: nn.Module) -> None:
+        """Per-particle test/train accuracy, fitness and the swarm spread, logged on rank 0."""
+        start = time.perf_counter()
+        if self.topo.is_head:
+            group = self.topo.swarm_group
+            own = torch.tensor([
+                accuracy(model, self.data.x_test, self.data.y_test),
+                accuracy(model, self.x_fit_train, self.y_fit_train),
+                float(self.fitness(model)),
+            ], dtype=torch.float64)
+            rows = gather(own, group)
+            spread = mean_pairwise_distance(gather(flatten_weights(model), group))
+            if self.log:
+                self.log.write({
+                    "type": "eval", "step": step, "epoch": step / self.steps_per_epoch,
+                    "samples_per_worker": step * self.cfg.batch_size,
+                    "train_seconds": self.train_seconds(),
+                    "test_accuracy": rows[:, 0].tolist(), "train_accuracy": rows[:, 1].tolist(),
+                    "fitness": rows[:, 2].tolist(), "spread": spread,
+                })
+        self.eval_seconds += time.perf_counter() - start
+
+    # ---- at the end ---------------------------------------------------------------------------
+    def evaluate_swarm(self, model: nn.Module) -> dict[str, Any]:
+        """Before finalize: each particle's test accuracy, their ensemble and weight average."""
+        if not self.topo.is_head:
+            return {}
+        group, y = self.topo.swarm_group, self.data.y_test
+        probs = gather(predict_proba(model, self.data.x_test), group)
+        mean = gather(flatten_weights(model), group).mean(0)
+        averaged = copy.deepcopy(model)
+        load_weights(averaged, mean)
+        return {
+            "worker_test_accuracy": [accuracy_of(p, y) for p in probs],
+            "ensemble_test_accuracy": accuracy_of(probs.mean(0), y),
+            "weight_average_test_accuracy": accuracy(averaged, self.data.x_test, y),
+        }
+
+    def finish(
+        self, strategy: Strategy, model: nn.Module, before: dict[str, Any], wall_start: float
+    ) -> dict[str, Any] | None:
+        self.bar.close()
+        if not self.root:
+            return None
+        train_seconds = self.train_seconds()
+        comm_seconds, comm_bytes = strategy.comm()
+        rounds = strategy.history
+        samples = self.total * self.cfg.batch_size * self.cfg.workers
+        swarm = getattr(strategy, "swarm", None)
+        summary = {
+            "strategy": self.cfg.strategy,
+            "rule": self.cfg.rule if self.cfg.strategy == "nosync" else None,
+            "workers": self.cfg.workers,
+            "particles": self.topo.particles,
+            "ranks_per_particle": self.topo.ranks_per_particle,
+            "dataset": self.cfg.dataset,
+            "model": self.cfg.model,
+            "seed": self.cfg.seed,
+            "selected": strategy.selected,
+            "best_particle": getattr(swarm, "best_particle", 0),
+            "final_fitness": getattr(swarm, "final_fitness", None),
+            "test_accuracy": accuracy(model, self.data.x_test, self.data.y_test),
+            **before,
+            "steps": self.total,
+            "epochs": self.total / self.steps_per_epoch,
+            "samples_per_worker": self.total * self.cfg.batch_size,
+            "wall_seconds": time.perf_counter() - wall_start,
+            "train_seconds": train_seconds,
+            "eval_seconds": self.eval_seconds,
+            "train_samples_per_second": samples / train_seconds if train_seconds > 0 else math.nan,
+            "sync_rounds": len(rounds),
+            "sync_seconds": sum(r["seconds"] for r in rounds),
+            "comm_bytes": comm_bytes,
+            "comm_seconds": comm_seconds,
+            "leaders": [r.get("leader") for r in rounds],
+            "restarts": int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")),
+        }
+        if self.log:
+            self.log.write({"type": "final", **{k: summary[k] for k in ("test_accuracy", "steps")}})
+            self.log.close()
+        atomic_torch_save(
+            {"state_dict": model.state_dict(), "config": self.cfg.to_dict()}, self.out / "final.pt"
+        )
+        write_summary(self.out / "summary.json", summary)
+        return summary
+

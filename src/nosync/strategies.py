@@ -1,0 +1,184 @@
+"""Training strategies behind one interface, so that one training loop runs them all.
+
+A strategy wraps the model for the forward/backward pass (``net``), hooks whatever it needs
+around ``optimizer.step`` while it is entered, and ``finalize()`` leaves the selected model in
+``model`` on every rank.  New strategies register in ``BUILDERS``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+from .config import TrainConfig
+from .swarm import Swarm
+
+
+@dataclass
+class Topology:
+    """Where this rank sits: particle ``rank // k`` of ``world // k``, data-parallel inside."""
+
+    rank: int
+    world: int
+    ranks_per_particle: int
+    swarm_group: dist.ProcessGroup | None  # the first rank of every particle; None elsewhere
+    particle_group: dist.ProcessGroup | None  # this particle's DDP group; None when k == 1
+
+    @property
+    def particle(self) -> int:
+        return self.rank // self.ranks_per_particle
+
+    @property
+    def particles(self) -> int:
+        return self.world // self.ranks_per_particle
+
+    @property
+    def rank_in_particle(self) -> int:
+        return self.rank % self.ranks_per_particle
+
+    @property
+    def is_head(self) -> bool:
+        return self.rank_in_particle == 0
+
+
+class _CommCounter:
+    """A DDP comm hook: torch's own all-reduce, with payload bytes and in-flight time counted.
+
+    The seconds are the time each bucket's all-reduce was in flight; DDP overlaps it with the
+    backward pass, so it is an upper bound on the time communication cost the step.
+    """
+
+    def __init__(self, group: dist.ProcessGroup | None) -> None:
+        self.group, self.bytes, self.seconds = group, 0, 0.0
+
+    def __call__(self, _state: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+        start = time.perf_counter()
+        self.bytes += bucket.buffer().numel() * bucket.buffer().element_size()
+
+        def done(fut: torch.futures.Future[torch.Tensor]) -> torch.Tensor:
+            self.seconds += time.perf_counter() - start
+            return fut.value()
+
+        return allreduce_hook(self.group, bucket).then(done)
+
+
+class Strategy:
+    """No exchange at all (``single``; ``ddp`` adds the DDP wrapper)."""
+
+    name = "single"
+
+    def __init__(self, model: nn.Module, topo: Topology) -> None:
+        self.model, self.net, self.topo = model, model, topo
+        self.ddp_comm: _CommCounter | None = None
+        if topo.particle_group is not None:
+            self.ddp_comm = _CommCounter(topo.particle_group)
+            self.net = nn.parallel.DistributedDataParallel(
+                model, process_group=topo.particle_group
+            )
+            self.net.register_comm_hook(None, self.ddp_comm)
+        self.history: list[dict[str, Any]] = []
+        self.selected = "the model"
+
+    def __enter__(self) -> Strategy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def finalize(self) -> None:
+        return None
+
+    def comm(self) -> tuple[float, int]:
+        """(seconds, payload bytes) this rank spent in training collectives."""
+        if self.ddp_comm is None:
+            return 0.0, 0
+        return self.ddp_comm.seconds, self.ddp_comm.bytes
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+class DDPStrategy(Strategy):
+    """Synchronous data-parallel training: gradients all-reduced every step (torch DDP)."""
+
+    name = "ddp"
+
+
+class SwarmStrategy(Strategy):
+    """NoSync: each particle (one rank, or a DDP group) trains alone and is pulled every period."""
+
+    name = "nosync"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        fitness: Callable[[nn.Module], float],
+        topo: Topology,
+        cfg: TrainConfig,
+        total_steps: int,
+    ) -> None:
+        super().__init__(model, topo)
+        self.swarm = Swarm(
+            model, optimizer, fitness, period=cfg.period, pressure=cfg.pressure, rule=cfg.rule,
+            schedule=cfg.schedule, total_steps=total_steps, group=topo.swarm_group,
+            particle_group=topo.particle_group, inertia=cfg.inertia, c1=cfg.c1, c2=cfg.c2,
+            seed=cfg.seed,
+        )
+        self.history = self.swarm.history
+        self.selected = "the best particle by fitness"
+
+    def __enter__(self) -> SwarmStrategy:
+        self.swarm.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.swarm.__exit__(*exc)
+
+    def finalize(self) -> None:
+        self.swarm.finalize()
+        self.selected = f"particle {self.swarm.best_particle} (best fitness)"
+
+    def comm(self) -> tuple[float, int]:
+        seconds, nbytes = super().comm()
+        return seconds + self.swarm.comm_seconds, nbytes + self.swarm.comm_bytes
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"swarm": self.swarm.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.swarm.load_state_dict(state["swarm"])
+        self.history = self.swarm.history
+
+
+def build(
+    cfg: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    fitness: Callable[[nn.Module], float],
+    topo: Topology,
+    total_steps: int,
+) -> Strategy:
+    """The strategy named by ``cfg.strategy``; see ``BUILDERS`` for the registry."""
+    return BUILDERS[cfg.strategy](cfg, model, optimizer, fitness, topo, total_steps)
+
+
+Builder = Callable[
+    [TrainConfig, nn.Module, torch.optim.Optimizer, Callable[[nn.Module], float], Topology, int],
+    Strategy,
+]
+BUILDERS: dict[str, Builder] = {
+    "single": lambda cfg, m, opt, fit, topo, n: Strategy(m, topo),
+    "ddp": lambda cfg, m, opt, fit, topo, n: DDPStrategy(m, topo),
+    "nosync": lambda cfg, m, opt, fit, topo, n: SwarmStrategy(m, opt, fit, topo, cfg, n),
+}

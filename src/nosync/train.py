@@ -1,0 +1,58 @@
+"""One rank's training run: the whole loop on one screen.
+
+The strategy decides what happens around ``optimizer.step`` (a sync round, a DDP all-reduce,
+nothing); the monitor evaluates, logs and draws the progress bar.  Run it through ``launch.py``
+(``nosync train``) or any torchrun-style launcher.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from . import strategies
+from .config import TrainConfig
+from .data import Batches, fitness_split, load_dataset
+from .evaluate import loss_fitness
+from .models import build_model
+from .monitor import Monitor
+
+
+def train(cfg: TrainConfig, topo: strategies.Topology) -> dict[str, Any] | None:
+    """Train this rank's share of the run; returns the summary on rank 0, None elsewhere."""
+    wall_start = time.perf_counter()
+    data = load_dataset(cfg.dataset, cfg.data_dir or None, cfg.train_subset)
+    train_idx, fitness_idx = fitness_split(len(data.y_train), cfg.fitness_size, cfg.seed)
+    x, y = data.x_train[train_idx], data.y_train[train_idx]
+    fitness = loss_fitness(data.x_train[fitness_idx], data.y_train[fitness_idx])
+    init_seed = cfg.seed if cfg.init == "same" else cfg.seed + 1000 * (topo.particle + 1)
+    model = build_model(cfg.model, data.input_shape, data.classes, init_seed)
+    lr = cfg.lr * (topo.ranks_per_particle if cfg.lr_scaling == "linear" else 1)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    batches = Batches(
+        len(y), cfg.batch_size, cfg.seed, topo.particle, topo.particles, shard=cfg.shard,
+        ranks_per_particle=topo.ranks_per_particle, rank_in_particle=topo.rank_in_particle,
+    )
+    total = cfg.steps or max(1, round(cfg.epochs * batches.steps_per_epoch))
+    strategy = strategies.build(cfg, model, optimizer, fitness, topo, total)
+    monitor = Monitor(cfg, topo, data, x, y, fitness, total, batches.steps_per_epoch)
+    net = strategy.net
+    with strategy:
+        for step in range(total):
+            epoch, b = divmod(step, batches.steps_per_epoch)
+            if b == 0:
+                order = batches.epoch(epoch)
+            idx = order[b]
+            loss = F.cross_entropy(net(x[idx]), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()  # the strategy's hook runs a sync round every `period` steps
+            monitor.after_step(step + 1, strategy, model)
+    before = monitor.evaluate_swarm(model)  # every particle, their ensemble and weight average
+    strategy.finalize()  # every rank now holds the selected model
+    return monitor.finish(strategy, model, before, wall_start)
