@@ -36,8 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
             train.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=help_text)
         else:
             train.add_argument(
-                flag, type=_flag_type(f.type), choices=f.metadata["choices"],
-                default=argparse.SUPPRESS, help=help_text,
+                flag,
+                type=_flag_type(f.type),
+                choices=f.metadata["choices"],
+                default=argparse.SUPPRESS,
+                help=help_text,
                 metavar=None if f.metadata["choices"] else name.upper(),
             )
     return parser

@@ -46,7 +46,9 @@ class Dataset:
 def check_dataset_name(name: str) -> None:
     if name in DATASETS or name.startswith("npz:"):
         return
-    raise UserError(f"dataset: unknown dataset {name!r} (choose from {', '.join(DATASETS)}, npz:PATH)")
+    raise UserError(
+        f"dataset: unknown dataset {name!r} (choose from {', '.join(DATASETS)}, npz:PATH)"
+    )
 
 
 def load_dataset(name: str, data_dir: str | None = None, train_subset: int = 0) -> Dataset:
@@ -117,7 +119,8 @@ def read_idx(path: Path) -> np.ndarray:
     expected = 4 + 4 * ndim + int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
         raise UserError(
-            f"dataset: {path} is corrupt (header says {shape}, {expected} bytes; file has {len(raw)})"
+            f"dataset: {path} is corrupt (header says {shape}, {expected} bytes; "
+            f"file has {len(raw)})"
         )
     return np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim).reshape(shape)
 

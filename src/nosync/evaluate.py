@@ -15,7 +15,9 @@ def predict_proba(model: nn.Module, x: Tensor, batch_size: int = 2048) -> Tensor
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([F.softmax(model(x[i : i + batch_size]), 1) for i in range(0, len(x), batch_size)])
+        return torch.cat(
+            [F.softmax(model(x[i : i + batch_size]), 1) for i in range(0, len(x), batch_size)]
+        )
     finally:
         model.train(was_training)
 
@@ -35,7 +37,11 @@ def mean_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 2048) ->
     model.eval()
     try:
         total = sum(
-            float(F.cross_entropy(model(x[i : i + batch_size]), y[i : i + batch_size], reduction="sum"))
+            float(
+                F.cross_entropy(
+                    model(x[i : i + batch_size]), y[i : i + batch_size], reduction="sum"
+                )
+            )
             for i in range(0, len(x), batch_size)
         )
     finally:

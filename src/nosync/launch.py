@@ -59,7 +59,10 @@ def worker(cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
             )
         swarm_group, particle_group = particle_groups(cfg.ranks_per_particle, timeout)
         topo = Topology(
-            dist.get_rank(), dist.get_world_size(), cfg.ranks_per_particle, swarm_group,
+            dist.get_rank(),
+            dist.get_world_size(),
+            cfg.ranks_per_particle,
+            swarm_group,
             particle_group,
         )
         return train(cfg, topo)

@@ -10,9 +10,20 @@ from typing import Any
 from .checkpoint import atomic_write_text
 
 SUMMARY_KEYS = (
-    "strategy", "rule", "workers", "particles", "test_accuracy", "worker_test_accuracy",
-    "ensemble_test_accuracy", "wall_seconds", "train_samples_per_second", "sync_rounds",
-    "comm_bytes", "comm_seconds", "leaders", "restarts",
+    "strategy",
+    "rule",
+    "workers",
+    "particles",
+    "test_accuracy",
+    "worker_test_accuracy",
+    "ensemble_test_accuracy",
+    "wall_seconds",
+    "train_samples_per_second",
+    "sync_rounds",
+    "comm_bytes",
+    "comm_seconds",
+    "leaders",
+    "restarts",
 )
 
 

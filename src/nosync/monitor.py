@@ -52,7 +52,10 @@ class Monitor:
         self.cfg, self.topo, self.data, self.fitness = cfg, topo, data, fitness
         self.total, self.steps_per_epoch = total_steps, steps_per_epoch
         self.root = topo.rank == 0
-        self.x_fit_train, self.y_fit_train = x_train[:TRAIN_EVAL_EXAMPLES], y_train[:TRAIN_EVAL_EXAMPLES]
+        self.x_fit_train, self.y_fit_train = (
+            x_train[:TRAIN_EVAL_EXAMPLES],
+            y_train[:TRAIN_EVAL_EXAMPLES],
+        )
         self.out = Path(cfg.out)
         self.log: MetricsLog | None = None
         if self.root:
@@ -60,8 +63,13 @@ class Monitor:
             atomic_write_text(self.out / "config.toml", cfg.to_toml())
             self.log = MetricsLog(self.out / "metrics.jsonl")
         self.bar = tqdm(
-            total=total_steps, disable=cfg.quiet or not self.root, file=sys.stderr,
-            desc=f"{cfg.strategy} x{cfg.workers}", unit="step", dynamic_ncols=True, leave=True,
+            total=total_steps,
+            disable=cfg.quiet or not self.root,
+            file=sys.stderr,
+            desc=f"{cfg.strategy} x{cfg.workers}",
+            unit="step",
+            dynamic_ncols=True,
+            leave=True,
         )
         self.logged_rounds = 0
         self.eval_seconds = 0.0
@@ -85,8 +93,10 @@ class Monitor:
         finite = [f for f in last.get("fitness") or [] if f is not None]
         if finite:
             self.bar.set_postfix(
-                epoch=step // self.steps_per_epoch, best=f"{min(finite):.4f}",
-                leader=last["leader"], refresh=False,
+                epoch=step // self.steps_per_epoch,
+                best=f"{min(finite):.4f}",
+                leader=last["leader"],
+                refresh=False,
             )
 
     def train_seconds(self) -> float:
@@ -97,21 +107,30 @@ class Monitor:
         start = time.perf_counter()
         if self.topo.is_head:
             group = self.topo.swarm_group
-            own = torch.tensor([
-                accuracy(model, self.data.x_test, self.data.y_test),
-                accuracy(model, self.x_fit_train, self.y_fit_train),
-                float(self.fitness(model)),
-            ], dtype=torch.float64)
+            own = torch.tensor(
+                [
+                    accuracy(model, self.data.x_test, self.data.y_test),
+                    accuracy(model, self.x_fit_train, self.y_fit_train),
+                    float(self.fitness(model)),
+                ],
+                dtype=torch.float64,
+            )
             rows = gather(own, group)
             spread = mean_pairwise_distance(gather(flatten_weights(model), group))
             if self.log:
-                self.log.write({
-                    "type": "eval", "step": step, "epoch": step / self.steps_per_epoch,
-                    "samples_per_worker": step * self.cfg.batch_size,
-                    "train_seconds": self.train_seconds(),
-                    "test_accuracy": rows[:, 0].tolist(), "train_accuracy": rows[:, 1].tolist(),
-                    "fitness": rows[:, 2].tolist(), "spread": spread,
-                })
+                self.log.write(
+                    {
+                        "type": "eval",
+                        "step": step,
+                        "epoch": step / self.steps_per_epoch,
+                        "samples_per_worker": step * self.cfg.batch_size,
+                        "train_seconds": self.train_seconds(),
+                        "test_accuracy": rows[:, 0].tolist(),
+                        "train_accuracy": rows[:, 1].tolist(),
+                        "fitness": rows[:, 2].tolist(),
+                        "spread": spread,
+                    }
+                )
         self.eval_seconds += time.perf_counter() - start
 
     # ---- at the end ---------------------------------------------------------------------------
@@ -177,4 +196,3 @@ class Monitor:
         )
         write_summary(self.out / "summary.json", summary)
         return summary
-

@@ -79,9 +79,7 @@ class Strategy:
         self.ddp_comm: _CommCounter | None = None
         if topo.particle_group is not None:
             self.ddp_comm = _CommCounter(topo.particle_group)
-            self.net = nn.parallel.DistributedDataParallel(
-                model, process_group=topo.particle_group
-            )
+            self.net = nn.parallel.DistributedDataParallel(model, process_group=topo.particle_group)
             self.net.register_comm_hook(None, self.ddp_comm)
         self.history: list[dict[str, Any]] = []
         self.selected = "the model"
@@ -130,9 +128,19 @@ class SwarmStrategy(Strategy):
     ) -> None:
         super().__init__(model, topo)
         self.swarm = Swarm(
-            model, optimizer, fitness, period=cfg.period, pressure=cfg.pressure, rule=cfg.rule,
-            schedule=cfg.schedule, total_steps=total_steps, group=topo.swarm_group,
-            particle_group=topo.particle_group, inertia=cfg.inertia, c1=cfg.c1, c2=cfg.c2,
+            model,
+            optimizer,
+            fitness,
+            period=cfg.period,
+            pressure=cfg.pressure,
+            rule=cfg.rule,
+            schedule=cfg.schedule,
+            total_steps=total_steps,
+            group=topo.swarm_group,
+            particle_group=topo.particle_group,
+            inertia=cfg.inertia,
+            c1=cfg.c1,
+            c2=cfg.c2,
             seed=cfg.seed,
         )
         self.history = self.swarm.history

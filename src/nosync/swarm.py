@@ -159,10 +159,7 @@ class Swarm:
         start = time.perf_counter()
         comm0 = (self.comm_seconds, self.comm_bytes)
         self.rounds += 1
-        if self.is_head:
-            record = self._head_round()
-        else:
-            record = {}
+        record = self._head_round() if self.is_head else {}
         record = self._share_in_particle(record)
         record["seconds"] = time.perf_counter() - start
         record["comm_seconds"] = self.comm_seconds - comm0[0]
@@ -246,8 +243,16 @@ class Swarm:
         r1 = torch.rand(flat.shape, generator=self._generator, dtype=flat.dtype).to(flat.device)
         r2 = torch.rand(flat.shape, generator=self._generator, dtype=flat.dtype).to(flat.device)
         new, self._velocity = rules.pso_update(
-            flat, self._velocity, self._personal_best, lead, pressure=pressure,
-            inertia=self.inertia, c1=self.c1, c2=self.c2, r1=r1, r2=r2,
+            flat,
+            self._velocity,
+            self._personal_best,
+            lead,
+            pressure=pressure,
+            inertia=self.inertia,
+            c1=self.c1,
+            c2=self.c2,
+            r1=r1,
+            r2=r2,
         )
         return new
 
@@ -275,7 +280,8 @@ class Swarm:
         sig = [(tuple(t.shape), str(t.dtype)) for t in _float_tensors(module)]
         desc = torch.tensor(
             [sum(t.numel() for t in _float_tensors(module)), zlib.crc32(repr(sig).encode())],
-            dtype=torch.int64, device=self._device,
+            dtype=torch.int64,
+            device=self._device,
         )
         gathered = self._all_gather(desc).view(-1, 2).tolist()
         if any(g != gathered[0] for g in gathered):
@@ -285,7 +291,7 @@ class Swarm:
 
     # ---- finalize ------------------------------------------------------------------------
     def finalize(self) -> dict[str, Tensor]:
-        """Elect the best particle by fitness; every rank ends holding it. Returns its state_dict."""
+        """Elect the best particle by fitness; every rank ends holding it; returns its weights."""
         if self.is_head:
             flat = flatten_weights(self.model)
             if not self._checked:
@@ -377,7 +383,7 @@ def _int_tensors(module: nn.Module) -> list[Tensor]:
 
 
 def flatten_weights(model: nn.Module, integer: bool = False) -> Tensor:
-    """A particle's position: parameters and float buffers (or the integer buffers) as a new vector."""
+    """A particle's position: parameters and float buffers (or integer buffers) as a vector."""
     module = _module(model)
     tensors = _int_tensors(module) if integer else _float_tensors(module)
     if not tensors:
@@ -410,7 +416,9 @@ def _check_args(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
     if not callable(fitness):
         raise TypeError("fitness must be a callable model -> float")
     if isinstance(period, bool) or not isinstance(period, int):

@@ -35,8 +35,14 @@ def train(cfg: TrainConfig, topo: strategies.Topology) -> dict[str, Any] | None:
         model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
     batches = Batches(
-        len(y), cfg.batch_size, cfg.seed, topo.particle, topo.particles, shard=cfg.shard,
-        ranks_per_particle=topo.ranks_per_particle, rank_in_particle=topo.rank_in_particle,
+        len(y),
+        cfg.batch_size,
+        cfg.seed,
+        topo.particle,
+        topo.particles,
+        shard=cfg.shard,
+        ranks_per_particle=topo.ranks_per_particle,
+        rank_in_particle=topo.rank_in_particle,
     )
     total = cfg.steps or max(1, round(cfg.epochs * batches.steps_per_epoch))
     strategy = strategies.build(cfg, model, optimizer, fitness, topo, total)
