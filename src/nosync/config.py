@@ -36,7 +36,7 @@ class TrainConfig:
     rule: str = _f("leader", "pull rule of the sync round", rules.RULES)
     pressure: float = _f(0.1, "pull strength p in [0, 1]")
     schedule: str = _f("constant", "pressure schedule (linear ramps p to 1)", rules.SCHEDULES)
-    period: int = _f(50, "optimizer steps between sync rounds")
+    period: int = _f(25, "optimizer steps between sync rounds")
     inertia: float = _f(0.5, "pso: velocity inertia")
     c1: float = _f(0.5, "pso: pull toward the particle's own best")
     c2: float = _f(2.0, "pso: pull toward the leader (scaled by the pressure)")

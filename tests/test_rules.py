@@ -1,0 +1,121 @@
+"""The pull rules against their equations, and properties that must hold for any input."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nosync import rules
+
+floats = st.floats(-1e3, 1e3, allow_nan=False, width=32)
+vectors = st.integers(1, 40).flatmap(
+    lambda n: st.tuples(
+        st.lists(floats, min_size=n, max_size=n), st.lists(floats, min_size=n, max_size=n)
+    )
+)
+pressures = st.floats(0.0, 1.0)
+
+
+def t(values: list[float]) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def test_leader_pull_matches_the_equation() -> None:
+    w, lead = t([1.0, -2.0, 3.0]), t([3.0, 2.0, -1.0])
+    assert torch.allclose(rules.leader_pull(w, lead, 0.25), w + 0.25 * (lead - w))
+
+
+@settings(max_examples=200, deadline=None)
+@given(vectors)
+def test_pressure_zero_changes_nothing_and_one_lands_on_the_leader(pair) -> None:
+    w, lead = t(pair[0]), t(pair[1])
+    assert torch.equal(rules.leader_pull(w, lead, 0.0), w)
+    assert torch.equal(rules.leader_pull(w, lead, 1.0), lead)
+    assert torch.equal(rules.elastic_pull(w, lead, 0.0), w)
+    assert torch.equal(rules.elastic_pull(w, lead, 1.0), lead)
+
+
+@settings(max_examples=200, deadline=None)
+@given(vectors, pressures)
+def test_distance_to_the_leader_shrinks_by_one_minus_p(pair, p) -> None:
+    w, lead = t(pair[0]), t(pair[1])
+    before = torch.linalg.vector_norm(w - lead)
+    after = torch.linalg.vector_norm(rules.leader_pull(w, lead, p) - lead)
+    assert math.isclose(float(after), (1 - p) * float(before), rel_tol=1e-9, abs_tol=1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(vectors, pressures)
+def test_elastic_pull_keeps_the_swarm_mean(pair, p) -> None:
+    # pulling every particle toward the mean by the same p leaves the mean where it was
+    swarm = torch.stack([t(pair[0]), t(pair[1]), t(pair[0]) * 0.5])
+    mean = swarm.mean(0)
+    moved = torch.stack([rules.elastic_pull(w, mean, p) for w in swarm])
+    assert torch.allclose(moved.mean(0), mean, atol=1e-9)
+
+
+def test_pso_update_matches_the_equation() -> None:
+    g = torch.Generator().manual_seed(0)
+    w, v, best, lead = (torch.randn(5, generator=g, dtype=torch.float64) for _ in range(4))
+    r1, r2 = (
+        torch.rand(5, generator=g, dtype=torch.float64),
+        torch.rand(5, generator=g, dtype=torch.float64),
+    )
+    new_w, new_v = rules.pso_update(
+        w, v, best, lead, pressure=0.3, inertia=0.7, c1=0.5, c2=2.0, r1=r1, r2=r2
+    )
+    expected_v = 0.7 * v + 0.5 * r1 * (best - w) + 0.3 * 2.0 * r2 * (lead - w)
+    assert torch.allclose(new_v, expected_v)
+    assert torch.allclose(new_w, w + expected_v)
+
+
+def test_pso_without_forces_or_inertia_stays_put() -> None:
+    w = torch.randn(7)
+    new_w, new_v = rules.pso_update(
+        w,
+        torch.randn(7),
+        torch.randn(7),
+        torch.randn(7),
+        pressure=1.0,
+        inertia=0.0,
+        c1=0.0,
+        c2=0.0,
+        r1=torch.rand(7),
+        r2=torch.rand(7),
+    )
+    assert torch.equal(new_w, w) and not new_v.any()
+
+
+def test_leader_is_the_lowest_finite_fitness_ties_to_lowest_index() -> None:
+    assert rules.elect_leader(t([0.5, 0.2, 0.2, 0.9])) == 1
+    assert rules.elect_leader(t([math.nan, 0.3, -math.inf, 0.3])) == 1
+    assert rules.elect_leader(t([math.inf, math.nan, 2.0])) == 2
+    assert rules.elect_leader(t([math.nan, math.inf])) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(floats, st.just(math.nan), st.just(math.inf)), min_size=1, max_size=12))
+def test_leader_never_non_finite(values) -> None:
+    leader = rules.elect_leader(t(values))
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        assert leader is None
+    else:
+        assert values[leader] == min(finite) and values.index(min(finite)) == leader
+
+
+def test_pressure_schedules() -> None:
+    assert rules.pressure_at("constant", 0.2, 0.7) == 0.2
+    assert rules.pressure_at("linear", 0.2, 0.0) == 0.2
+    assert math.isclose(rules.pressure_at("linear", 0.2, 0.5), 0.6)
+    assert rules.pressure_at("linear", 0.2, 1.0) == 1.0
+    assert rules.pressure_at("linear", 0.2, 3.0) == 1.0  # clamped past the end
+
+
+def test_mean_pairwise_distance() -> None:
+    w = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
+    assert math.isclose(rules.mean_pairwise_distance(w), (5 + 0 + 5) / 3)
+    assert rules.mean_pairwise_distance(w[:1]) == 0.0

@@ -1,0 +1,227 @@
+"""``Swarm`` on real gloo process groups (3-4 ranks, each test with a timeout)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from nosync import Swarm, particle_groups
+from nosync.swarm import flatten_weights
+
+from distributed import run_ranks
+
+
+def bn_model(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+
+
+def train_steps(model: nn.Module, opt: torch.optim.Optimizer, steps: int, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x, y = torch.randn(8, 4, generator=g), torch.randint(0, 3, (8,), generator=g)
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def fixed_fitness(values: list[float]):
+    return lambda model: values[dist.get_rank()]
+
+
+# ---- leader election with a NaN particle ---------------------------------------------------
+def _election(rank: int, world: int) -> dict:
+    model = bn_model(seed=rank)  # different weights per particle
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    train_steps(model, opt, 3, seed=rank)  # momentum buffers now exist
+    if rank == 2:
+        with torch.no_grad():
+            model[0].weight[0, 0] = math.nan
+    momentum = [opt.state[p]["momentum_buffer"].clone() for p in model.parameters()]
+    before = flatten_weights(model).clone()
+    # rank 1 and 3 tie for the best fitness: the tie goes to the lowest index
+    swarm = Swarm(model, opt, fixed_fitness([0.5, 0.1, 0.05, 0.1]), period=10, pressure=0.5)
+    record = swarm.sync()
+    lead = flatten_weights(model).clone() if rank == 1 else torch.empty_like(before)
+    dist.broadcast(lead, src=1)
+    after = flatten_weights(model)
+    state_kept = all(
+        torch.equal(opt.state[p]["momentum_buffer"], m)
+        for p, m in zip(model.parameters(), momentum, strict=True)
+        if p in opt.state
+    )
+    return {
+        "record": record,
+        "before": before,
+        "after": after,
+        "lead": lead,
+        "state_kept": state_kept,
+        "state_empty": len(opt.state) == 0,
+    }
+
+
+def test_nan_particle_never_leads_and_is_reset_to_the_leader() -> None:
+    out = run_ranks(_election, 4)
+    record = out[0]["record"]
+    assert record["leader"] == 1  # rank 2 claimed 0.05 but its weights are NaN
+    assert record["fitness"][2] is None and record["reset"] == [2]
+    for o in out:  # every rank logs the same round
+        assert (o["record"]["leader"], o["record"]["fitness"]) == (1, record["fitness"])
+    lead = out[1]["before"]
+    # the diverged particle is replaced whole and its optimizer state is cleared
+    assert torch.equal(out[2]["after"], lead) and out[2]["state_empty"]
+    for rank in (0, 3):  # finite particles move halfway and keep their momentum
+        assert torch.allclose(
+            out[rank]["after"], out[rank]["before"] + 0.5 * (lead - out[rank]["before"])
+        )
+        assert out[rank]["state_kept"]
+    assert torch.equal(out[1]["after"], lead) and out[1]["state_kept"]
+    assert record["distance"][1] == 0.0 and record["distance"][2] is None
+
+
+# ---- pressure 1: everyone lands on the leader (params and BatchNorm buffers) ---------------
+def _pressure_one(rank: int, world: int) -> tuple[torch.Tensor, int, dict]:
+    model = bn_model(seed=rank)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Swarm(model, opt, fixed_fitness([0.3, 0.2, 0.1]), period=5, pressure=1.0) as swarm:
+        train_steps(model, opt, 5, seed=rank)  # the 5th step triggers the round
+    return flatten_weights(model), swarm.rounds, dict(model[1].state_dict())
+
+
+def test_pressure_one_makes_every_particle_the_leader_buffers_included() -> None:
+    out = run_ranks(_pressure_one, 3)
+    lead, rounds, lead_bn = out[2]
+    for flat, r, bn in out:
+        assert r == 1
+        assert torch.equal(flat, lead)
+        assert torch.equal(bn["running_mean"], lead_bn["running_mean"])
+        assert torch.equal(bn["running_var"], lead_bn["running_var"])
+
+
+# ---- elastic with pressure 1 is exact averaging ---------------------------------------------
+def _elastic(rank: int, world: int) -> tuple[torch.Tensor, torch.Tensor]:
+    model = bn_model(seed=rank)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    train_steps(model, opt, 2, seed=rank)
+    before = flatten_weights(model).double()
+    Swarm(model, opt, fixed_fitness([1.0, 2.0, 3.0, 4.0]), pressure=1.0, rule="elastic").sync()
+    return before, flatten_weights(model).double()
+
+
+def test_elastic_with_pressure_one_equals_the_exact_mean() -> None:
+    out = run_ranks(_elastic, 4)
+    mean = torch.stack([b for b, _ in out]).mean(0)
+    for _, after in out:
+        assert torch.allclose(after, mean, atol=1e-6)
+
+
+# ---- pso: deterministic, and personal best and velocity are kept ----------------------------
+def _pso(rank: int, world: int) -> tuple[torch.Tensor, dict]:
+    model = bn_model(seed=rank)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    swarm = Swarm(model, opt, fixed_fitness([0.3, 0.1, 0.2]), period=3, pressure=0.5, rule="pso")
+    with swarm:
+        train_steps(model, opt, 9, seed=rank)
+    return flatten_weights(model), swarm.state_dict()
+
+
+def test_pso_is_reproducible_with_the_same_seed() -> None:
+    first, second = run_ranks(_pso, 3), run_ranks(_pso, 3)
+    for (w1, s1), (w2, s2) in zip(first, second, strict=True):
+        assert torch.equal(w1, w2)
+        assert s1["rounds"] == 3 and s1["velocity"] is not None
+        assert torch.equal(s1["velocity"], s2["velocity"])
+    assert first[0][1]["velocity"].abs().sum() > 0  # the non-leaders moved
+
+
+# ---- hybrid: each particle is a DDP group; its ranks stay identical ------------------------
+def _hybrid(rank: int, world: int) -> tuple[torch.Tensor, torch.Tensor]:
+    swarm_group, particle_group = particle_groups(2)
+    particle = rank // 2
+    model = bn_model(seed=particle)
+    net = nn.parallel.DistributedDataParallel(model, process_group=particle_group)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    fitness = lambda m: [0.5, 0.2][particle]  # noqa: E731
+    swarm = Swarm(
+        net, opt, fitness, period=4, pressure=0.3, group=swarm_group, particle_group=particle_group
+    )
+    with swarm:
+        train_steps(net, opt, 8, seed=rank)  # different data on each rank; rounds at 4 and 8
+        at_round = flatten_weights(model)
+        train_steps(net, opt, 2, seed=rank + 10)
+    assert len(swarm.history) == 2 and swarm.history[-1]["leader"] == 1
+    # DDP keeps parameters equal every step; buffers (BatchNorm statistics) are made equal at
+    # every sync round (DDP itself only re-broadcasts them at the next forward)
+    return at_round, torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def test_hybrid_ranks_of_a_particle_stay_identical_particles_differ() -> None:
+    out = run_ranks(_hybrid, 4)
+    for i in (0, 1):
+        assert torch.equal(out[0][i], out[1][i]) and torch.equal(out[2][i], out[3][i])
+        assert not torch.allclose(out[0][i], out[2][i])
+
+
+# ---- finalize: every rank ends holding the best particle ------------------------------------
+def _finalize(rank: int, world: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    model = bn_model(seed=rank)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    train_steps(model, opt, rank + 1, seed=rank)  # num_batches_tracked differs per rank
+    swarm = Swarm(model, opt, fixed_fitness([0.9, 0.8, 0.1]), rule="none")
+    before = flatten_weights(model)
+    state = swarm.finalize()
+    assert torch.equal(state["1.num_batches_tracked"], model[1].num_batches_tracked)
+    after = flatten_weights(model)
+    return before, after, int(model[1].num_batches_tracked), swarm.best_particle
+
+
+def test_finalize_hands_every_rank_the_best_particle() -> None:
+    out = run_ranks(_finalize, 3)
+    best_before = out[2][0]
+    assert not torch.equal(out[0][0], best_before)
+    for _, after, tracked, best_particle in out:
+        assert best_particle == 2 and tracked == 3  # integer buffers come along
+        assert torch.equal(after, best_before)
+
+
+# ---- misuse is caught before a collective can hang ------------------------------------------
+def _mismatch(rank: int, world: int) -> str:
+    model = nn.Linear(4, 3 if rank == 0 else 2)
+    try:
+        Swarm(model, torch.optim.SGD(model.parameters(), lr=0.1), lambda m: 0.0).sync()
+    except ValueError as err:
+        return str(err)
+    return "no error"
+
+
+def test_models_of_different_shapes_fail_clearly_on_every_rank() -> None:
+    for message in run_ranks(_mismatch, 3, timeout=60):
+        assert "differ in shape" in message
+
+
+def test_api_arguments_are_checked() -> None:
+    model = nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    cases = [
+        (dict(period=0), ValueError, "period"),
+        (dict(period=2.5), TypeError, "period"),
+        (dict(pressure=1.5), ValueError, "pressure"),
+        (dict(rule="best"), ValueError, "rule"),
+        (dict(schedule="linear"), ValueError, "total_steps"),
+    ]
+    for kwargs, kind, word in cases:
+        with pytest.raises(kind, match=word):
+            Swarm(model, opt, lambda m: 0.0, **kwargs)
+    with pytest.raises(TypeError, match="model"):
+        Swarm("model", opt, lambda m: 0.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="optimizer"):
+        Swarm(model, "sgd", lambda m: 0.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="fitness"):
+        Swarm(model, opt, 0.5)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        Swarm(model, opt, lambda m: 0.0)

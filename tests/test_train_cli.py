@@ -1,0 +1,138 @@
+"""End to end: the real ``nosync train`` on real ranks, and the example script under torchrun."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nosync.metrics import SUMMARY_KEYS, read_metrics
+
+from helpers import ROOT, nosync, summary
+
+
+@pytest.fixture(scope="module")
+def default_swarm(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    out = tmp_path_factory.mktemp("runs") / "swarm"
+    result = nosync("train", "--workers", "4", "--dataset", "digits", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_default_swarm_on_digits_reaches_095(default_swarm) -> None:
+    out, result = default_swarm
+    s = summary(out)
+    assert s["strategy"] == "nosync" and s["rule"] == "leader"
+    assert s["workers"] == 4 and s["particles"] == 4
+    assert s["test_accuracy"] >= 0.95
+    assert len(s["worker_test_accuracy"]) == 4
+    assert s["sync_rounds"] >= s["epochs"] >= 1  # at least one sync round per epoch
+    assert len(s["leaders"]) == s["sync_rounds"] and s["comm_bytes"] > 0
+    assert s["test_accuracy"] == pytest.approx(s["worker_test_accuracy"][s["best_particle"]])
+    assert "selected" in result.stdout and "ensemble" in result.stdout  # the printed table
+
+
+def test_every_output_file_is_written(default_swarm) -> None:
+    out, _ = default_swarm
+    for name in ("config.toml", "metrics.jsonl", "summary.json", "final.pt"):
+        assert (out / name).is_file(), name
+    assert set(SUMMARY_KEYS) <= set(summary(out))
+    records = read_metrics(out / "metrics.jsonl")
+    rounds = [r for r in records if r["type"] == "round"]
+    evals = [r for r in records if r["type"] == "eval"]
+    assert len(rounds) == summary(out)["sync_rounds"]
+    assert {
+        "step",
+        "fitness",
+        "leader",
+        "distance",
+        "pressure",
+        "comm_seconds",
+        "comm_bytes",
+    } <= set(rounds[0])
+    assert len(rounds[0]["fitness"]) == 4 and len(rounds[0]["distance"]) == 4
+    assert len(evals) >= summary(out)["epochs"] and len(evals[-1]["test_accuracy"]) == 4
+    final = torch.load(out / "final.pt", weights_only=False)
+    assert final["config"]["workers"] == 4 and final["state_dict"]
+    assert 'strategy = "nosync"' in (out / "config.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("flags", "particles"),
+    [
+        (["--strategy", "single"], 1),
+        (["--strategy", "ddp", "--workers", "2"], 1),
+        (["--workers", "4", "--ranks-per-particle", "2", "--model", "cnn"], 2),
+        (["--workers", "2", "--rule", "pso", "--init", "different", "--shard"], 2),
+        (["--workers", "2", "--rule", "elastic", "--schedule", "linear"], 2),
+    ],
+)
+def test_strategies_and_options_train(tmp_path: Path, flags: list[str], particles: int) -> None:
+    out = tmp_path / "run"
+    result = nosync(
+        "train", *flags, "--steps", "60", "--period", "20", "--quiet", "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    s = summary(out)
+    assert s["particles"] == particles and s["steps"] == 60
+    assert s["test_accuracy"] > 0.5
+    if s["strategy"] == "nosync":
+        assert s["sync_rounds"] == 3
+
+
+def test_toml_config_flags_override_and_print_config(tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text('workers = 3\npressure = 0.4\nmodel = "cnn"\n')
+    result = nosync("train", "--config", str(config), "--pressure", "0.2", "--print-config")
+    assert result.returncode == 0, result.stderr
+    assert "workers = 3" in result.stdout and "pressure = 0.2" in result.stdout
+    assert 'model = "cnn"' in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "cifar"], "unknown dataset"),
+        (["--rule", "best"], "invalid choice"),
+        (["--pressure", "1.5"], "pressure"),
+        (["--period", "0"], "period"),
+        (["--workers", "3", "--ranks-per-particle", "2"], "ranks_per_particle"),
+        (["--config", "/nonexistent.toml"], "no such file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    result = nosync("train", *args, "--print-config")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_example_script_under_torchrun_trains_and_finalizes() -> None:
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun, "torchrun is installed with torch"
+    result = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node=3",
+            str(ROOT / "examples" / "swarm_torchrun.py"),
+            "--epochs",
+            "6",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    checksums = set(re.findall(r"checksum (\S+)", result.stdout))
+    assert len(checksums) == 1  # every rank holds the same (best) particle
+    accuracy = float(re.search(r"test accuracy (\S+)", result.stdout).group(1))
+    assert accuracy > 0.9 and "sync rounds" in result.stdout
