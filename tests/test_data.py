@@ -1,0 +1,137 @@
+"""Datasets from local files, the fitness split and per-particle batch order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nosync.data import Batches, find_idx_dir, fitness_split, load_dataset, read_idx
+from nosync.errors import UserError
+
+from helpers import nosync, summary, tiny_image_dataset, write_idx
+
+
+def test_idx_round_trip_plain_and_gzipped(tmp_path: Path) -> None:
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    for gz in (False, True):
+        path = tmp_path / ("x.gz" if gz else "x")
+        write_idx(path, images, gz=gz)
+        assert np.array_equal(read_idx(path), images)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"\x01\x00\x08\x01\x00\x00\x00\x02ab", "not an IDX file"),
+        (b"\x00\x00\x08\x03\x00\x00", "truncated"),
+        (b"\x00\x00\x08\x01\x00\x00\x00\x09abc", "corrupt"),
+    ],
+)
+def test_corrupt_idx_is_a_clear_error(tmp_path: Path, data: bytes, message: str) -> None:
+    path = tmp_path / "bad"
+    path.write_bytes(data)
+    with pytest.raises(UserError, match=message):
+        read_idx(path)
+
+
+def test_idx_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = tiny_image_dataset(tmp_path / "a"), tiny_image_dataset(tmp_path / "b" / "mnist")
+    monkeypatch.setenv("NOSYNC_DATA", str(tmp_path / "b"))
+    assert find_idx_dir("mnist", str(first)) == first  # --data-dir wins
+    assert find_idx_dir("mnist", None) == second  # then $NOSYNC_DATA (or its <name>/)
+    monkeypatch.setenv("NOSYNC_DATA", str(tmp_path / "empty"))
+    with pytest.raises(UserError, match="IDX files not found"):
+        find_idx_dir("mnist", None)
+
+
+def test_idx_dataset_loads_standardised(tmp_path: Path) -> None:
+    ds = load_dataset("mnist", str(tiny_image_dataset(tmp_path)))
+    assert ds.x_train.shape == (600, 1, 28, 28) and ds.x_test.shape == (200, 1, 28, 28)
+    assert ds.classes == 10 and ds.y_train.dtype == torch.int64
+    assert abs(float(ds.x_train.mean())) < 1e-4 and abs(float(ds.x_train.std()) - 1) < 1e-3
+
+
+def test_npz_dataset_and_its_errors(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.random((50, 8, 8)),
+        "y_train": rng.integers(0, 3, 50),
+        "x_test": rng.random((20, 8, 8)),
+        "y_test": rng.integers(0, 3, 20),
+    }
+    good = tmp_path / "good.npz"
+    np.savez(good, **arrays)
+    ds = load_dataset(f"npz:{good}")
+    assert ds.input_shape == (1, 8, 8) and len(ds.y_test) == 20
+    missing = tmp_path / "missing.npz"
+    np.savez(missing, **{k: v for k, v in arrays.items() if k != "y_test"})
+    with pytest.raises(UserError, match="lacks the arrays y_test"):
+        load_dataset(f"npz:{missing}")
+    mismatched = tmp_path / "mismatched.npz"
+    np.savez(mismatched, **{**arrays, "y_train": arrays["y_train"][:10]})
+    with pytest.raises(UserError, match="do not match"):
+        load_dataset(f"npz:{mismatched}")
+    with pytest.raises(UserError, match="cannot read"):
+        load_dataset(f"npz:{tmp_path / 'nope.npz'}")
+
+
+def test_fitness_split_is_fixed_disjoint_and_held_out() -> None:
+    train, fit = fitness_split(1000, 0, seed=3)
+    again_train, again_fit = fitness_split(1000, 0, seed=3)
+    assert torch.equal(fit, again_fit) and torch.equal(train, again_train)
+    assert len(fit) == 100 and len(train) == 900
+    assert not set(fit.tolist()) & set(train.tolist())
+    assert len(fitness_split(100_000, 0, seed=0)[1]) == 512  # capped
+
+
+def test_batches_are_deterministic_and_differ_per_particle() -> None:
+    a, b = (
+        Batches(100, 10, 0, particle=0, particles=2),
+        Batches(100, 10, 0, particle=1, particles=2),
+    )
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(a.epoch(0), Batches(100, 10, 0, 0, 2).epoch(0), strict=True)
+    )
+    assert not torch.equal(a.epoch(0)[0], b.epoch(0)[0])
+    assert not torch.equal(a.epoch(0)[0], a.epoch(1)[0])  # a new order every epoch
+    assert torch.equal(a.epoch(3, start=4)[0], a.epoch(3)[4])  # resumable from a position
+
+
+def test_shards_are_disjoint_and_hybrid_ranks_split_the_particle_batch() -> None:
+    shards = [
+        set(torch.cat(Batches(100, 5, 0, p, 4, shard=True).epoch(0)).tolist()) for p in range(4)
+    ]
+    assert all(len(s) == 25 for s in shards) and len(set().union(*shards)) == 100
+    ranks = [Batches(100, 10, 0, 1, 2, ranks_per_particle=2, rank_in_particle=j) for j in (0, 1)]
+    first = [r.epoch(0)[0] for r in ranks]
+    assert not set(first[0].tolist()) & set(first[1].tolist())
+    assert ranks[0].steps_per_epoch == 5
+    with pytest.raises(UserError, match="batch_size"):
+        Batches(10, 8, 0, 0, 1, ranks_per_particle=2)
+
+
+def test_train_on_idx_files_from_data_dir(tmp_path: Path) -> None:
+    data = tiny_image_dataset(tmp_path / "fm")
+    out = tmp_path / "run"
+    result = nosync(
+        "train",
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        str(data),
+        "--workers",
+        "2",
+        "--epochs",
+        "3",
+        "--period",
+        "5",
+        "--quiet",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert summary(out)["test_accuracy"] > 0.9
