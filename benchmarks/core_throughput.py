@@ -8,8 +8,8 @@
 (c) the share of training wall time spent in sync rounds at the default period, target < 2%.
 
 For (b) the machine's own ceiling is measured too: two plain loops at once against one.
-Runs are interleaved (plain, two plains, single, swarm, plain, ...) so that drifts in machine speed hit all
-three alike; the medians over the repeats are reported.  Results go to
+Runs are interleaved (plain, two plains, single, swarm, plain, ...) so that drifts in machine
+speed hit all alike; the medians over the repeats are reported.  Results go to
 ``benchmarks/results/core_throughput.json`` and a Markdown table on stdout.
 """
 
@@ -91,24 +91,8 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
-            plain = json.loads(
-                run(
-                    [
-                        sys.executable,
-                        str(HERE / "plain_loop.py"),
-                        "--dataset",
-                        args.dataset,
-                        "--model",
-                        args.model,
-                        "--steps",
-                        str(args.steps),
-                        "--batch-size",
-                        str(args.batch_size),
-                        "--threads",
-                        "1",
-                    ]
-                )
-            )
+            plain = json.loads(run(plain_cmd))
+            rows["plain2"].append(two_at_once(plain_cmd))
             single = nosync_train(Path(tmp) / f"single{r}", "--strategy", "single", *common)
             swarm = nosync_train(Path(tmp) / f"swarm{r}", "--workers", "2", *common, *period)
             rows["plain"].append(plain["samples_per_second"])
