@@ -36,7 +36,7 @@ def test_default_swarm_on_digits_reaches_095(default_swarm) -> None:
     assert s["sync_rounds"] >= s["epochs"] >= 1  # at least one sync round per epoch
     assert len(s["leaders"]) == s["sync_rounds"] and s["comm_bytes"] > 0
     assert s["test_accuracy"] == pytest.approx(s["worker_test_accuracy"][s["best_particle"]])
-    assert "selected" in result.stdout and "ensemble" in result.stdout  # the printed table
+    assert "selected model" in result.stdout and "ensemble" in result.stdout  # the printed table
 
 
 def test_every_output_file_is_written(default_swarm) -> None:

@@ -26,7 +26,8 @@ def format_summary(summary: dict[str, Any], out: str) -> str:
         lines.append(f"{i:>8}{mark}{fit}   {_pct(acc)}")
     lines += [
         "",
-        f"selected ({summary['selected']}): {_pct(summary['test_accuracy'])} % test accuracy",
+        f"selected model:           {_pct(summary['test_accuracy'])} % test accuracy "
+        f"({summary['selected']})",
         f"ensemble of particles:    {_pct(summary.get('ensemble_test_accuracy'))} %",
         f"weight average of swarm:  {_pct(summary.get('weight_average_test_accuracy'))} %",
         f"sync rounds {summary['sync_rounds']}, communication {summary['comm_seconds']:.2f} s, "
