@@ -19,7 +19,7 @@ $(VENV)/.dev: $(VENV)/.base
 	touch $@
 
 run: $(VENV)/.base
-	$(VENV)/bin/nosync train --out runs/quickstart
+	$(VENV)/bin/nosync train
 
 test: $(VENV)/.dev
 	$(PY) -m ruff check src tests benchmarks examples
