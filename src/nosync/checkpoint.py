@@ -1,17 +1,22 @@
-"""Atomic writes: a temporary file in the same folder, fsync, then rename.
+"""Checkpoints of the whole swarm, and the atomic writes everything on disk goes through.
 
-A kill at any moment leaves either the old file or the new one, never half of one.
+Atomic: a temporary file in the same folder, fsync, then rename; a kill at any moment leaves
+either the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .errors import UserError
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -50,3 +55,96 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# ---- checkpoints of the whole swarm ------------------------------------------------------------
+# OUT/checkpoints/step-000000500/rank-00003.pt  one file per rank, written atomically
+# OUT/checkpoints/latest.json                   names the newest complete set; written last
+#
+# Every rank saves at the same step (a stop vote or a checkpoint step, both collective), then a
+# barrier, then rank 0 commits ``latest.json``.  A kill at any point leaves ``latest.json``
+# naming a set whose files are all complete.  Each rank reads its own file back, so a multi-node
+# run resumes only where every node sees the folder (a shared filesystem).
+
+# What may not change between a checkpoint and the run that resumes it.
+FIXED_ON_RESUME = (
+    "strategy",
+    "rule",
+    "workers",
+    "ranks_per_particle",
+    "model",
+    "dataset",
+    "train_subset",
+    "fitness_size",
+    "batch_size",
+    "seed",
+    "shard",
+    "init",
+)
+KEEP = 2  # complete checkpoint sets kept on disk
+
+
+def checkpoint_root(out: str | os.PathLike[str]) -> Path:
+    return Path(out) / "checkpoints"
+
+
+def rank_path(out: str | os.PathLike[str], step: int, rank: int) -> Path:
+    return checkpoint_root(out) / f"step-{step:09d}" / f"rank-{rank:05d}.pt"
+
+
+def save_rank(out: str | os.PathLike[str], step: int, rank: int, state: dict[str, Any]) -> None:
+    atomic_torch_save(state, rank_path(out, step, rank))
+
+
+def commit(out: str | os.PathLike[str], step: int, world: int, config: dict[str, Any]) -> None:
+    """Rank 0, after every rank saved ``step``: point ``latest.json`` at it, prune older sets."""
+    root = checkpoint_root(out)
+    record = {"step": step, "world": world, "dir": f"step-{step:09d}", "config": config}
+    atomic_write_text(root / "latest.json", json.dumps(record, indent=2) + "\n")
+    sets = sorted(p for p in root.glob("step-*") if p.is_dir())
+    for old in sets[:-KEEP]:
+        if old.name != record["dir"]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def latest(out: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The newest complete checkpoint set, or None when there is none."""
+    path = checkpoint_root(out) / "latest.json"
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        _ = record["step"], record["world"], record["dir"], record["config"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"resume: corrupt checkpoint index {path}: {err}") from None
+    return record
+
+
+def load_rank(out: str | os.PathLike[str], record: dict[str, Any], rank: int) -> dict[str, Any]:
+    path = checkpoint_root(out) / record["dir"] / f"rank-{rank:05d}.pt"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"resume: checkpoint file {path} is missing") from None
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same error to the user
+        raise UserError(f"resume: corrupt checkpoint {path}: {str(err).splitlines()[0]}") from None
+    if not isinstance(state, dict) or state.get("step") != record["step"]:
+        raise UserError(f"resume: checkpoint {path} does not belong to step {record['step']}")
+    return state
+
+
+def check_resumable(out: str | os.PathLike[str], config: dict[str, Any]) -> dict[str, Any]:
+    """Before launching ``--resume``: the set exists, every file loads, the run is the same."""
+    record = latest(out)
+    if record is None:
+        raise UserError(f"resume: no checkpoint in {checkpoint_root(out)}")
+    changed = [
+        f"{key}={record['config'].get(key)!r} (now {config[key]!r})"
+        for key in FIXED_ON_RESUME
+        if record["config"].get(key) != config[key]
+    ]
+    if changed:
+        raise UserError(f"resume: the checkpoint is of a different run: {', '.join(changed)}")
+    for rank in range(record["world"]):
+        load_rank(out, record, rank)
+    return record

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from .config import FIELDS, read_toml, resolve
@@ -47,16 +48,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .launch import launch, under_launcher
+    from .launch import INTERRUPTED, LaunchFailed, LaunchInterrupted, launch, under_launcher
     from .report import format_summary
 
     values = vars(args)
     flags = {k: values[k] for k in FIELDS if k in values}
-    cfg = resolve(read_toml(args.config) if args.config else {}, flags, under_launcher())
+    if flags.get("resume"):
+        # a resumed run is the run in that folder; flags may extend or adjust it
+        if args.config:
+            raise UserError("config: --resume continues the run's own config.toml; drop --config")
+        saved = Path(flags["resume"]) / "config.toml"
+        if not saved.is_file():
+            raise UserError(f"resume: {flags['resume']} holds no nosync run (no config.toml)")
+        file_values = read_toml(str(saved))
+        flags["out"] = flags["resume"]
+    else:
+        file_values = read_toml(args.config) if args.config else {}
+    cfg = resolve(file_values, flags, under_launcher())
     if args.print_config:
         print(cfg.to_toml(), end="")
         return 0
-    summary = launch(cfg)
+    try:
+        summary = launch(cfg)
+    except LaunchInterrupted as err:
+        print(f"nosync: {err}; resume with: nosync train --resume {cfg.out}", file=sys.stderr)
+        return INTERRUPTED
+    except LaunchFailed as err:
+        print(f"nosync: error: {err}", file=sys.stderr)
+        return 1
     if summary is not None:
         print(format_summary(summary, cfg.out))
     return 0

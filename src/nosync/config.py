@@ -60,6 +60,13 @@ class TrainConfig:
     eval_every: int = _f(0, "evaluate every N steps (0: once per epoch)")
     threads: int = _f(0, "torch threads per rank (0: cores / local ranks)")
     timeout: float = _f(300.0, "seconds a collective may wait before the run fails")
+    checkpoint_every: int = _f(
+        20, "checkpoint every N sync rounds (N x period steps); 0: at the end only"
+    )
+    resume: str = _f("", "continue the run in this folder from its last checkpoint")
+    max_restarts: int = _f(0, "restart the workers from the last checkpoint up to N times")
+    inject: str = _f("", "fault injection for tests: nan@STEP:RANK[,...]")
+    port: int = _f(0, "local rendezvous port (0: any free port)")
     out: str = _f("", "output folder (default runs/<time>-<strategy>)")
     quiet: bool = _f(False, "no progress bar")
 
@@ -164,7 +171,23 @@ def validate(cfg: TrainConfig) -> None:
         "eval_every": cfg.eval_every >= 0,
         "threads": cfg.threads >= 0,
         "timeout": cfg.timeout > 0,
+        "checkpoint_every": cfg.checkpoint_every >= 0,
+        "max_restarts": cfg.max_restarts >= 0,
+        "port": 0 <= cfg.port < 65536,
     }
     for name, ok in checks.items():
         if not ok:
             raise UserError(f"{name}: invalid value {getattr(cfg, name)!r}")
+    parse_inject(cfg.inject)
+
+
+def parse_inject(spec: str) -> list[tuple[str, int, int]]:
+    """``nan@STEP:RANK[,...]`` -> [("nan", step, rank), ...]."""
+    faults = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        kind, _, where = item.partition("@")
+        step, _, rank = where.partition(":")
+        if kind != "nan" or not step.isdigit() or not rank.isdigit() or int(step) < 1:
+            raise UserError(f"inject: {item!r} is not of the form nan@STEP:RANK (STEP >= 1)")
+        faults.append((kind, int(step), int(rank)))
+    return faults

@@ -1,24 +1,40 @@
 """Starting the ranks: torch's elastic launcher on one machine, or a worker under torchrun.
 
-``nosync train --workers N`` calls :func:`launch`, which starts N local ranks through
-``torch.distributed.launcher.api.elastic_launch`` (a c10d rendezvous on a free local port, the
-same machinery as ``torchrun --standalone``).  Under an external ``torchrun`` (for example a
-multi-node job) the same command finds the launcher's environment and runs as one worker.
+``nosync train --workers N`` calls :func:`launch`, which checks everything it can before any
+process starts (:func:`preflight`), then starts N local ranks through
+``torch.distributed.launcher.api.elastic_launch`` (a c10d rendezvous on a local port, the same
+machinery as ``torchrun --standalone``), restarting them from the last checkpoint up to
+``--max-restarts`` times.  Under an external ``torchrun`` the same command runs as one worker.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import sys
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from . import checkpoint
 from .config import TrainConfig
+from .data import load_dataset
 from .errors import UserError
+
+INTERRUPTED = 130  # the shell's status for a run stopped by Ctrl+C
+
+
+class LaunchFailed(RuntimeError):
+    """A worker failed and no restart was left; the message says which and why."""
+
+
+class LaunchInterrupted(RuntimeError):
+    """Ctrl+C (or SIGTERM) reached the launcher; workers were stopped."""
 
 
 def under_launcher() -> bool:
@@ -38,8 +54,33 @@ def thread_budget(requested: int, local_ranks: int) -> int:
     return requested or max(1, cpu_count() // max(1, local_ranks))
 
 
+def _explain(err: BaseException, cfg: TrainConfig) -> str:
+    """One line for a worker's failure; collective failures say what they usually mean."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    low = text.lower()
+    if "timed out" in low or "timeout" in low:
+        return f"no answer from another rank within --timeout {cfg.timeout:g} s (a worker hung)"
+    if "connection reset" in low or "connection closed" in low or "broken pipe" in low:
+        return "lost contact with another rank (a worker died)"
+    return text if isinstance(err, UserError) else f"{type(err).__name__}: {text}"
+
+
+def _init_process_group(backend: str, timeout: timedelta) -> None:
+    """``env://`` initialisation, with the store keys of each restart attempt kept apart.
+
+    torch's elastic agent keeps one store for all attempts; without a per-attempt prefix a
+    restarted rank can read the address a dead rank published and fail to connect (seen here
+    on torch 2.13: the first restart after a kill -9 failed in gloo's connectFullMesh).
+    """
+    store, rank, world = next(dist.rendezvous("env://", timeout=timeout))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    store = dist.PrefixStore(f"nosync/attempt-{attempt}", store)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout)
+
+
 def worker(cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
     """One rank, start to finish (module level, so the spawn start method can pickle it)."""
+    from .control import Interrupted
     from .strategies import Topology
     from .swarm import particle_groups
     from .train import train
@@ -50,7 +91,8 @@ def worker(cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group(backend, timeout=timeout)
+    _init_process_group(backend, timeout)
+    rank = dist.get_rank()
     try:
         if dist.get_world_size() != cfg.workers:
             raise UserError(
@@ -59,25 +101,73 @@ def worker(cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
             )
         swarm_group, particle_group = particle_groups(cfg.ranks_per_particle, timeout)
         topo = Topology(
-            dist.get_rank(),
-            dist.get_world_size(),
-            cfg.ranks_per_particle,
-            swarm_group,
-            particle_group,
+            rank, dist.get_world_size(), cfg.ranks_per_particle, swarm_group, particle_group
         )
         return train(cfg, topo)
+    except Interrupted as stop:
+        if rank == 0:
+            print(
+                f"nosync: stopped at step {stop.step}; checkpoint saved; continue with: "
+                f"nosync train --resume {cfg.out}",
+                file=sys.stderr,
+                flush=True,
+            )
+        sys.exit(INTERRUPTED)
+    except Exception as err:
+        print(f"nosync: rank {rank}: {_explain(err, cfg)}", file=sys.stderr, flush=True)
+        raise
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """Every check that can fail before a process starts, so bad input writes nothing."""
+    out = Path(cfg.out)
+    if cfg.resume:
+        checkpoint.check_resumable(out, cfg.to_dict())
+    elif (out / "config.toml").exists() or (out / "checkpoints").exists():
+        raise UserError(
+            f"out: {out} already holds a run; continue it with --resume {out} or pick another --out"
+        )
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"out: cannot write to {out} ({existing} is not a writable folder)")
+    load_dataset(cfg.dataset, cfg.data_dir or None, cfg.train_subset)
+    if cfg.port:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", cfg.port))
+            except OSError:
+                raise UserError(f"port: {cfg.port} is already in use") from None
+
+
+def _quiet_agent_logs() -> None:
+    """The workers say what went wrong in one line each; the agent's own logs would repeat it.
+
+    torch's elastic loggers each carry their own level, set when their module is imported.
+    """
+    os.environ.setdefault("LOGLEVEL", "CRITICAL")
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("torch.distributed", "torch.multiprocessing")):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    # a killed worker leaves a semaphore behind; the resource tracker (a child process that
+    # takes its -W options from ours) would warn about it at exit
+    sys.warnoptions.append("ignore::UserWarning:multiprocessing.resource_tracker")
 
 
 def launch(cfg: TrainConfig) -> dict[str, Any] | None:
     """Run ``cfg`` on ``cfg.workers`` local ranks; returns rank 0's summary."""
     if under_launcher():
         return worker(cfg.to_dict())
+    from torch.distributed.elastic.multiprocessing import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
-    os.environ.setdefault("LOGLEVEL", "ERROR")
+    preflight(cfg)
+    _quiet_agent_logs()
     os.environ["OMP_NUM_THREADS"] = str(thread_budget(cfg.threads, cfg.workers))
     config = LaunchConfig(
         min_nodes=1,
@@ -85,10 +175,22 @@ def launch(cfg: TrainConfig) -> dict[str, Any] | None:
         nproc_per_node=cfg.workers,
         run_id=f"nosync-{uuid.uuid4().hex[:12]}",
         rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0",
-        max_restarts=0,
+        rdzv_endpoint=f"localhost:{cfg.port}",
+        max_restarts=cfg.max_restarts,
         monitor_interval=0.1,
         start_method="spawn",
+        shutdown_timeout=30,
     )
-    results = elastic_launch(config, worker)(cfg.to_dict())
+    try:
+        results = elastic_launch(config, worker)(cfg.to_dict())
+    except SignalException as err:
+        raise LaunchInterrupted(f"stopped by signal {err.sigval.name}") from None
+    except ChildFailedError as err:
+        rank, failure = err.get_first_failure()
+        if failure.exitcode == INTERRUPTED:
+            raise LaunchInterrupted("stopped by Ctrl+C") from None
+        raise LaunchFailed(
+            f"training failed: rank {rank} exited with status {failure.exitcode}"
+            + (f" after {cfg.max_restarts} restart(s)" if cfg.max_restarts else "")
+        ) from None
     return results[0]

@@ -58,6 +58,12 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
+def truncate_metrics(path: str | Path, step: int) -> None:
+    """After a resume from ``step``: drop what the interrupted run logged past it."""
+    kept = [r for r in read_metrics(path) if r.get("step", 0) <= step and r["type"] != "final"]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
 def write_summary(path: str | Path, summary: dict[str, Any]) -> None:
     missing = [k for k in SUMMARY_KEYS if k not in summary]
     if missing:

@@ -22,7 +22,7 @@ from .checkpoint import atomic_torch_save, atomic_write_text
 from .config import TrainConfig
 from .data import Dataset
 from .evaluate import accuracy, accuracy_of, predict_proba
-from .metrics import MetricsLog, write_summary
+from .metrics import MetricsLog, truncate_metrics, write_summary
 from .rules import mean_pairwise_distance
 from .strategies import Strategy, Topology
 from .swarm import flatten_weights, load_weights
@@ -48,32 +48,65 @@ class Monitor:
         fitness: Any,
         total_steps: int,
         steps_per_epoch: int,
+        wall_start: float,
     ) -> None:
         self.cfg, self.topo, self.data, self.fitness = cfg, topo, data, fitness
         self.total, self.steps_per_epoch = total_steps, steps_per_epoch
         self.root = topo.rank == 0
-        self.x_fit_train, self.y_fit_train = (
-            x_train[:TRAIN_EVAL_EXAMPLES],
-            y_train[:TRAIN_EVAL_EXAMPLES],
-        )
+        n = TRAIN_EVAL_EXAMPLES
+        self.x_train_eval, self.y_train_eval = x_train[:n], y_train[:n]
         self.out = Path(cfg.out)
         self.log: MetricsLog | None = None
+        self.wall_start = wall_start
+        self.logged_rounds = 0
+        self.eval_seconds = 0.0
+        self.train_start = time.perf_counter()
+
+    def begin(self, strategy: Strategy, resumed: dict[str, Any] | None) -> None:
+        """Open the outputs (continuing them after a resume) and start the clocks."""
+        start = resumed["step"] if resumed else 0
+        if resumed:
+            now, saved = time.perf_counter(), resumed["monitor"]
+            self.eval_seconds = saved["eval_seconds"]
+            self.train_start = now - saved["train_seconds"] - saved["eval_seconds"]
+            self.wall_start -= saved["wall_seconds"]
+            self.logged_rounds = len(strategy.history)
         if self.root:
             self.out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.out / "config.toml", cfg.to_toml())
-            self.log = MetricsLog(self.out / "metrics.jsonl")
+            atomic_write_text(self.out / "config.toml", self.cfg.to_toml())
+            metrics = self.out / "metrics.jsonl"
+            if resumed and metrics.exists():
+                truncate_metrics(metrics, start)
+            self.log = MetricsLog(metrics, append=bool(resumed))
+            if resumed:
+                restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+                self.log.write({"type": "resume", "step": start, "restart": restarts})
+                print(
+                    f"nosync: resuming from the checkpoint at step {start}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         self.bar = tqdm(
-            total=total_steps,
-            disable=cfg.quiet or not self.root,
+            total=self.total,
+            initial=start,
+            disable=self.cfg.quiet or not self.root,
             file=sys.stderr,
-            desc=f"{cfg.strategy} x{cfg.workers}",
+            desc=f"{self.cfg.strategy} x{self.cfg.workers}",
             unit="step",
             dynamic_ncols=True,
             leave=True,
         )
-        self.logged_rounds = 0
-        self.eval_seconds = 0.0
-        self.train_start = time.perf_counter()
+
+    def state_dict(self) -> dict[str, float]:
+        """The clocks, so that a resumed run reports its whole time."""
+        return {
+            "train_seconds": self.train_seconds(),
+            "eval_seconds": self.eval_seconds,
+            "wall_seconds": time.perf_counter() - self.wall_start,
+        }
+
+    def close(self) -> None:
+        self.bar.close()
 
     # ---- during training ------------------------------------------------------------------
     def after_step(self, step: int, strategy: Strategy, model: nn.Module) -> None:
@@ -110,7 +143,7 @@ class Monitor:
             own = torch.tensor(
                 [
                     accuracy(model, self.data.x_test, self.data.y_test),
-                    accuracy(model, self.x_fit_train, self.y_fit_train),
+                    accuracy(model, self.x_train_eval, self.y_train_eval),
                     float(self.fitness(model)),
                 ],
                 dtype=torch.float64,
@@ -150,9 +183,8 @@ class Monitor:
         }
 
     def finish(
-        self, strategy: Strategy, model: nn.Module, before: dict[str, Any], wall_start: float
+        self, strategy: Strategy, model: nn.Module, before: dict[str, Any]
     ) -> dict[str, Any] | None:
-        self.bar.close()
         if not self.root:
             return None
         train_seconds = self.train_seconds()
@@ -177,7 +209,7 @@ class Monitor:
             "steps": self.total,
             "epochs": self.total / self.steps_per_epoch,
             "samples_per_worker": self.total * self.cfg.batch_size,
-            "wall_seconds": time.perf_counter() - wall_start,
+            "wall_seconds": time.perf_counter() - self.wall_start,
             "train_seconds": train_seconds,
             "eval_seconds": self.eval_seconds,
             "train_samples_per_second": samples / train_seconds if train_seconds > 0 else math.nan,

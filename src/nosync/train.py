@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from . import strategies
 from .config import TrainConfig
+from .control import Control
 from .data import Batches, fitness_split, load_dataset
 from .evaluate import loss_fitness
 from .models import build_model
@@ -46,19 +47,28 @@ def train(cfg: TrainConfig, topo: strategies.Topology) -> dict[str, Any] | None:
     )
     total = cfg.steps or max(1, round(cfg.epochs * batches.steps_per_epoch))
     strategy = strategies.build(cfg, model, optimizer, fitness, topo, total)
-    monitor = Monitor(cfg, topo, data, x, y, fitness, total, batches.steps_per_epoch)
+    control = Control(cfg, topo, model, optimizer, strategy, total)  # checkpoints, Ctrl+C
+    resumed = control.restore()
+    start = resumed["step"] if resumed else 0
+    monitor = Monitor(cfg, topo, data, x, y, fitness, total, batches.steps_per_epoch, wall_start)
+    monitor.begin(strategy, resumed)
     net = strategy.net
-    with strategy:
-        for step in range(total):
-            epoch, b = divmod(step, batches.steps_per_epoch)
-            if b == 0:
-                order = batches.epoch(epoch)
-            idx = order[b]
-            loss = F.cross_entropy(net(x[idx]), y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()  # the strategy's hook runs a sync round every `period` steps
-            monitor.after_step(step + 1, strategy, model)
+    try:
+        with strategy:
+            for step in range(start, total):
+                epoch, b = divmod(step, batches.steps_per_epoch)
+                if b == 0 or step == start:
+                    order = batches.epoch(epoch)
+                idx = order[b]
+                loss = F.cross_entropy(net(x[idx]), y[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()  # the strategy's hook runs a sync round every `period` steps
+                monitor.after_step(step + 1, strategy, model)
+                control.after_step(step + 1, monitor.state_dict)  # vote, checkpoint, inject
+    finally:
+        control.close()
+        monitor.close()
     before = monitor.evaluate_swarm(model)  # every particle, their ensemble and weight average
     strategy.finalize()  # every rank now holds the selected model
-    return monitor.finish(strategy, model, before, wall_start)
+    return monitor.finish(strategy, model, before)
