@@ -52,3 +52,70 @@ def tiny_image_dataset(folder: Path, n_train: int = 600, n_test: int = 200, seed
         write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
         write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
     return folder
+
+
+def start_nosync(*args: str) -> subprocess.Popen[str]:
+    """``python -m nosync ARGS`` in the background (the launcher process)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "nosync", *args],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    out = []
+    for child in _children(pid):
+        out += [child, *descendants(child)]
+    return out
+
+
+def worker_pids(launcher: int) -> list[int]:
+    """The training ranks the launcher started: the children of its fork server."""
+    ranks = []
+    for child in _children(launcher):
+        try:
+            if b"forkserver" in Path(f"/proc/{child}/cmdline").read_bytes():
+                ranks += _children(child)
+        except OSError:
+            continue
+    return sorted(ranks)
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def checkpoint_step(out: Path) -> int | None:
+    latest = out / "checkpoints" / "latest.json"
+    try:
+        return json.loads(latest.read_text())["step"]
+    except (OSError, ValueError):
+        return None

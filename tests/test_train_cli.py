@@ -16,16 +16,6 @@ from nosync.metrics import SUMMARY_KEYS, read_metrics
 from helpers import ROOT, nosync, summary
 
 
-@pytest.fixture(scope="module")
-def default_swarm(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    out = tmp_path_factory.mktemp("runs") / "swarm"
-    result = nosync("train", "--workers", "4", "--dataset", "digits", "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    return out, result
-
-
 def test_default_swarm_on_digits_reaches_095(default_swarm) -> None:
     out, result = default_swarm
     s = summary(out)

@@ -31,7 +31,7 @@ def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
 @dataclass
 class TrainConfig:
     strategy: str = _f("nosync", "training strategy", STRATEGIES)
-    workers: int = _f(0, "number of ranks (0: 4, or 1 for --strategy single)")
+    workers: int = _f(0, "number of ranks (default 4, or 1 for --strategy single)")
     ranks_per_particle: int = _f(1, "ranks per particle; >1 makes each particle a DDP group")
     rule: str = _f("leader", "pull rule of the sync round", rules.RULES)
     pressure: float = _f(0.1, "pull strength p in [0, 1]")
@@ -122,7 +122,10 @@ def resolve(
 
     Under an external launcher the automatic worker count is the launcher's world size.
     """
-    cfg = TrainConfig(**{**file_values, **flag_values})
+    given = {**file_values, **flag_values}
+    if given.get("workers", 1) < 1:
+        raise UserError(f"workers: must be at least 1, got {given['workers']}")
+    cfg = TrainConfig(**given)
     if cfg.workers == 0:
         if under_launcher:
             cfg.workers = int(os.environ.get("WORLD_SIZE", "1"))

@@ -34,6 +34,34 @@ class Interrupted(Exception):
         self.step = step
 
 
+_stop_requested_at = 0.0  # monotonic time of the first Ctrl+C, 0 when there was none
+
+
+def _on_sigint(*_: object) -> None:
+    """First Ctrl+C: stop at the next vote.  Another one seconds later: stop now.
+
+    (A Ctrl+C in a terminal reaches the workers twice, from the terminal and from the launcher
+    forwarding it, within milliseconds; only a deliberate second press forces the stop.)
+    """
+    global _stop_requested_at
+    now = time.monotonic()
+    if _stop_requested_at and now - _stop_requested_at > 3:
+        raise KeyboardInterrupt
+    if not _stop_requested_at:
+        _stop_requested_at = now
+        if os.environ.get("RANK", "0") == "0":
+            print(
+                "\nnosync: interrupted; stopping at the next sync point to save a checkpoint",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def install_sigint_handler() -> Any:
+    """Turn Ctrl+C into a request that the stop vote honours; returns the previous handler."""
+    return signal.signal(signal.SIGINT, _on_sigint)
+
+
 class Control:
     def __init__(
         self,
@@ -48,26 +76,10 @@ class Control:
         self.model, self.optimizer, self.strategy = model, optimizer, strategy
         self.faults = {step for kind, step, rank in parse_inject(cfg.inject) if rank == topo.rank}
         self.save_every = cfg.checkpoint_every * cfg.period
-        self._signalled = 0.0
-        self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        self._previous_handler = install_sigint_handler()
 
     def close(self) -> None:
         signal.signal(signal.SIGINT, self._previous_handler)
-
-    # ---- Ctrl+C --------------------------------------------------------------------------
-    def _on_sigint(self, *_: object) -> None:
-        """First Ctrl+C: stop at the next vote. Another one seconds later: stop now."""
-        now = time.monotonic()
-        if self._signalled and now - self._signalled > 3:
-            raise KeyboardInterrupt
-        if not self._signalled:
-            self._signalled = now
-            if self.topo.rank == 0:
-                print(
-                    "\nnosync: interrupted; stopping at the next sync point to save a checkpoint",
-                    file=sys.stderr,
-                    flush=True,
-                )
 
     # ---- after every optimizer step --------------------------------------------------------
     def after_step(self, step: int, monitor_state: Callable[[], dict[str, Any]]) -> None:
@@ -76,7 +88,7 @@ class Control:
             self._inject_nan(step)
         if step % self.cfg.period and step != self.total:
             return
-        flag = torch.tensor([1.0 if self._signalled else 0.0])
+        flag = torch.tensor([1.0 if _stop_requested_at else 0.0])
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         stop = bool(flag.item())
         due = step == self.total or (self.save_every and step % self.save_every == 0)

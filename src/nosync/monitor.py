@@ -121,6 +121,12 @@ class Monitor:
         for record in strategy.history[self.logged_rounds :]:
             if self.log:
                 self.log.write({"type": "round", **record})
+            for particle in record.get("reset") or [] if self.root else []:
+                self.bar.write(
+                    f"nosync: particle {particle} diverged (non-finite fitness or weights) before "
+                    f"step {record['step']}; reset to the leader, particle {record['leader']}",
+                    file=sys.stderr,
+                )
         self.logged_rounds = len(strategy.history)
         last = strategy.history[-1]
         finite = [f for f in last.get("fitness") or [] if f is not None]

@@ -1,0 +1,113 @@
+"""Bad input: one clear line on stderr, exit status 2, no traceback, nothing written.
+
+The table drives the real command line entry point (``nosync.cli.main``) in this process; the
+checks it reaches all run in the launcher before any worker starts.  ``test_train_cli`` runs a
+few of the same through a subprocess to see the exit status from outside.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nosync.cli import main
+
+from helpers import tiny_image_dataset
+
+
+def npz(path: Path, drop: str | None = None, short: str | None = None) -> Path:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.random((30, 8, 8)),
+        "y_train": rng.integers(0, 3, 30),
+        "x_test": rng.random((10, 8, 8)),
+        "y_test": rng.integers(0, 3, 10),
+    }
+    if drop:
+        del arrays[drop]
+    if short:
+        arrays[short] = arrays[short][:5]
+    np.savez(path, **arrays)
+    return path
+
+
+def corrupt_idx(folder: Path) -> Path:
+    tiny_image_dataset(folder)
+    (folder / "train-labels-idx1-ubyte.gz").unlink()
+    (folder / "train-labels-idx1-ubyte").write_bytes(b"\x07\x07\x07\x07junk")
+    return folder
+
+
+# (flags, expected fragment of the one line); {tmp} is a fresh folder per case
+CASES = [
+    (["--dataset", "cifar10"], "dataset: unknown dataset 'cifar10'"),
+    (["--strategy", "async"], "argument --strategy: invalid choice: 'async'"),
+    (["--rule", "best"], "argument --rule: invalid choice: 'best'"),
+    (["--model", "resnet"], "argument --model: invalid choice: 'resnet'"),
+    (["--dataset", "mnist", "--data-dir", "{tmp}/empty"], "dataset: mnist IDX files not found"),
+    (["--dataset", "mnist", "--data-dir", "{corrupt_idx}"], "is not an IDX file (bad header)"),
+    (["--dataset", "npz:{npz_missing}"], "lacks the arrays y_test"),
+    (["--dataset", "npz:{npz_mismatched}"], "x_train (30, 8, 8) and y_train (5,) do not match"),
+    (["--dataset", "npz:{tmp}/none.npz"], "dataset: cannot read"),
+    (["--workers", "0"], "workers: must be at least 1"),
+    (
+        ["--workers", "3", "--ranks-per-particle", "2"],
+        "ranks_per_particle: 2 must be >= 1 and divide",
+    ),
+    (["--pressure", "1.5"], "pressure: must be in [0, 1], got 1.5"),
+    (["--pressure", "-0.1"], "pressure: must be in [0, 1]"),
+    (["--period", "0"], "period: invalid value 0"),
+    (["--steps", "-3"], "steps: invalid value -3"),
+    (["--workers", "two"], "argument --workers: invalid int value: 'two'"),
+    (["--out", "{a_file}/run"], "out: cannot write to"),
+    (["--config", "{toml_syntax}"], "is not valid TOML"),
+    (["--config", "{toml_unknown}"], "config: unknown key 'learning_rate'"),
+    (["--config", "{toml_type}"], "workers must be int, got 'four'"),
+    (["--port", "{busy_port}"], "is already in use"),
+    (["--inject", "nan@x:1"], "inject: 'nan@x:1' is not of the form nan@STEP:RANK"),
+    (["--resume", "{tmp}/nothing"], "holds no nosync run"),
+    (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+]
+
+
+@pytest.fixture
+def files(tmp_path: Path):
+    made = {
+        "tmp": tmp_path,
+        "corrupt_idx": corrupt_idx(tmp_path / "idx"),
+        "npz_missing": npz(tmp_path / "missing.npz", drop="y_test"),
+        "npz_mismatched": npz(tmp_path / "mismatched.npz", short="y_train"),
+        "a_file": tmp_path / "file.txt",
+        "toml_syntax": tmp_path / "syntax.toml",
+        "toml_unknown": tmp_path / "unknown.toml",
+        "toml_type": tmp_path / "type.toml",
+    }
+    made["a_file"].write_text("not a folder")
+    made["toml_syntax"].write_text("workers = = 4\n")
+    made["toml_unknown"].write_text("learning_rate = 0.1\n")
+    made["toml_type"].write_text('workers = "four"\n')
+    (tmp_path / "empty").mkdir()
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    made["busy_port"] = busy.getsockname()[1]
+    yield made
+    busy.close()
+
+
+@pytest.mark.parametrize(("flags", "message"), CASES, ids=[c[1][:40] for c in CASES])
+def test_bad_input_table(flags, message, files, capsys) -> None:
+    out = files["tmp"] / "out"
+    argv = ["train", *(f.format(**files) for f in flags)]
+    if "--out" not in argv:
+        argv += ["--out", str(out)]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("nosync: error: ") and message in lines[0], lines[0]
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert not out.exists()  # nothing half-written

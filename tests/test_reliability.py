@@ -1,0 +1,171 @@
+"""Crashes, hangs, NaNs and Ctrl+C, driven through the real CLI in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nosync.metrics import read_metrics
+
+from conftest import DEFAULT_SWARM
+from helpers import (
+    alive,
+    checkpoint_step,
+    descendants,
+    nosync,
+    start_nosync,
+    summary,
+    wait_for,
+    worker_pids,
+)
+
+# digits, long enough to interrupt: 800 steps, a checkpoint every 3 rounds of 10 steps
+LONG = ["--workers", "2", "--steps", "800", "--period", "10", "--checkpoint-every", "3", "--quiet"]
+
+
+def final_weights(out: Path) -> dict[str, torch.Tensor]:
+    return torch.load(out / "final.pt", weights_only=False)["state_dict"]
+
+
+def test_ctrl_c_checkpoints_exits_130_and_resume_matches_an_uninterrupted_run(tmp_path) -> None:
+    flags = [*LONG, "--rule", "pso"]  # pso: velocity and personal best must survive the resume
+    run = start_nosync("train", *flags, "--out", str(tmp_path / "cut"))
+    wait_for(lambda: checkpoint_step(tmp_path / "cut"), 120, "a first checkpoint")
+    workers = worker_pids(run.pid)
+    assert len(workers) == 2
+    everything = descendants(run.pid)  # ranks, their fork server, the resource tracker
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err
+    assert "resume with: nosync train --resume" in err and "Traceback" not in err
+    wait_for(lambda: not any(alive(p) for p in everything), 10, "every child process to exit")
+    stopped_at = checkpoint_step(tmp_path / "cut")
+    assert stopped_at is not None and stopped_at < 800
+    assert not (tmp_path / "cut" / "summary.json").exists()
+
+    resumed = nosync("train", "--resume", str(tmp_path / "cut"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from the checkpoint at step {stopped_at}" in resumed.stderr
+    whole = nosync("train", *flags, "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    cut, ref = final_weights(tmp_path / "cut"), final_weights(tmp_path / "whole")
+    assert all(torch.equal(cut[k], ref[k]) for k in ref)  # exactly the same weights
+    cut_rounds = [
+        r for r in read_metrics(tmp_path / "cut" / "metrics.jsonl") if r["type"] == "round"
+    ]
+    assert [r["step"] for r in cut_rounds] == list(range(10, 801, 10))  # nothing logged twice
+
+
+def test_kill_9_of_a_worker_restarts_the_group_from_the_last_checkpoint(tmp_path) -> None:
+    out = tmp_path / "run"
+    run = start_nosync("train", *LONG, "--max-restarts", "1", "--out", str(out))
+    wait_for(lambda: (checkpoint_step(out) or 0) >= 60, 120, "a checkpoint at step 60")
+    saved = checkpoint_step(out)
+    victim = worker_pids(run.pid)[-1]
+    killed_at = time.monotonic()
+    subprocess.run(["kill", "-9", str(victim)], check=True)
+    _, err = run.communicate(timeout=180)
+    assert run.returncode == 0, err
+    assert "lost contact with another rank" in err
+    s = summary(out)
+    assert s["restarts"] == 1 and s["test_accuracy"] > 0.9
+    resumes = [r for r in read_metrics(out / "metrics.jsonl") if r["type"] == "resume"]
+    assert len(resumes) == 1 and resumes[0]["step"] >= saved  # at most one interval lost
+    assert time.monotonic() - killed_at < 120
+
+
+def test_a_hung_worker_fails_the_others_within_the_timeout_and_restart_takes_over(tmp_path) -> None:
+    out = tmp_path / "run"
+    run = start_nosync("train", *LONG, "--timeout", "10", "--max-restarts", "1", "--out", str(out))
+    wait_for(lambda: checkpoint_step(out), 120, "a first checkpoint")
+    victim = worker_pids(run.pid)[-1]
+    subprocess.run(["kill", "-STOP", str(victim)], check=True)
+    _, err = run.communicate(timeout=180)  # 10 s timeout + the agent's 30 s grace + the rest
+    assert run.returncode == 0, err
+    assert "no answer from another rank within --timeout 10 s" in err
+    assert summary(out)["restarts"] == 1
+    assert not alive(victim)
+
+
+def test_a_diverging_particle_is_reset_and_the_run_ends_as_it_would_have(
+    default_swarm, tmp_path
+) -> None:
+    clean, _ = default_swarm  # the same run without the fault
+    hurt = nosync("train", *DEFAULT_SWARM, "--inject", "nan@60:1", "--out", str(tmp_path / "hurt"))
+    assert hurt.returncode == 0, hurt.stderr
+    assert "injecting NaN weights at step 60" in hurt.stderr
+    assert "particle 1 diverged" in hurt.stderr
+    rounds = [r for r in read_metrics(tmp_path / "hurt" / "metrics.jsonl") if r["type"] == "round"]
+    first_after = next(r for r in rounds if r["step"] > 60)
+    assert first_after["reset"] == [1] and first_after["fitness"][1] is None
+    assert first_after["leader"] != 1
+    assert all(r["reset"] == [] for r in rounds if r["step"] > first_after["step"])
+    acc_clean = summary(clean)["test_accuracy"]
+    acc_hurt = summary(tmp_path / "hurt")["test_accuracy"]
+    assert acc_hurt >= 0.95 and abs(acc_hurt - acc_clean) <= 0.02
+
+
+def test_an_interrupted_atomic_write_leaves_the_previous_file(tmp_path) -> None:
+    target = tmp_path / "state.pt"
+    script = (
+        "import sys, torch; from nosync.checkpoint import atomic_torch_save\n"
+        "i = 0\n"
+        "while True:\n"
+        "    atomic_torch_save({'i': i, 'w': torch.full((500_000,), float(i))}, sys.argv[1])\n"
+        "    i += 1\n"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", script, str(target)])
+    wait_for(target.exists, 60, "the first write")
+    time.sleep(0.5)
+    writer.kill()
+    writer.wait()
+    state = torch.load(target, weights_only=True)
+    assert torch.equal(state["w"], torch.full((500_000,), float(state["i"])))
+    assert not [
+        p for p in tmp_path.iterdir() if p.name != "state.pt" and not p.name.endswith(".tmp")
+    ]
+
+
+def test_a_run_folder_is_never_overwritten(tmp_path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.toml").write_text("seed = 1\n")
+    result = nosync("train", "--steps", "5", "--out", str(out))
+    assert result.returncode == 2 and "already holds a run" in result.stderr
+    assert (out / "config.toml").read_text() == "seed = 1\n"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ckpt") / "run"
+    result = nosync(
+        "train", "--workers", "2", "--steps", "40", "--period", "10", "--quiet", "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_resume_refuses_a_checkpoint_of_another_run_or_a_corrupt_one(
+    finished_run, tmp_path
+) -> None:
+    other = nosync("train", "--resume", str(finished_run), "--workers", "4", "--print-config")
+    assert other.returncode == 0  # print-config does not touch the checkpoint
+    for flags, message in [
+        (["--workers", "4"], "different run: workers=2 (now 4)"),
+        (["--model", "cnn"], "model='mlp' (now 'cnn')"),
+    ]:
+        result = nosync("train", "--resume", str(finished_run), *flags)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    latest = json.loads((finished_run / "checkpoints" / "latest.json").read_text())
+    rank_file = finished_run / "checkpoints" / latest["dir"] / "rank-00001.pt"
+    rank_file.write_bytes(rank_file.read_bytes()[:100])
+    result = nosync("train", "--resume", str(finished_run), "--steps", "60")
+    assert result.returncode == 2 and "corrupt checkpoint" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
