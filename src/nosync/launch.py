@@ -31,8 +31,13 @@ INTERRUPTED = 130  # the shell's status for a run stopped by Ctrl+C
 # imported once by the fork server the ranks start from (torch._dynamo is what the first
 # optimizer imports; scikit-learn's datasets are what `digits` needs): seconds per rank saved
 PRELOAD = [
-    "torch", "torch.distributed", "torch._dynamo", "torch.nn.parallel", "sklearn.datasets",
-    "sklearn.model_selection", "nosync.train",
+    "torch",
+    "torch.distributed",
+    "torch._dynamo",
+    "torch.nn.parallel",
+    "sklearn.datasets",
+    "sklearn.model_selection",
+    "nosync.train",
 ]
 
 

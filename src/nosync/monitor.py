@@ -80,7 +80,9 @@ class Monitor:
             self.log = MetricsLog(metrics, append=bool(resumed))
             if resumed:
                 restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
-                self.log.write({"type": "resume", "step": start, "restart": restarts})
+                self.log.write(
+                    {"type": "resume", "step": start, "restart": restarts, "time": time.time()}
+                )
                 print(
                     f"nosync: resuming from the checkpoint at step {start}",
                     file=sys.stderr,
