@@ -225,3 +225,30 @@ def test_api_arguments_are_checked() -> None:
         Swarm(model, opt, 0.5)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="init_process_group"):
         Swarm(model, opt, lambda m: 0.0)
+
+
+# ---- our elastic rule against torch's own PeriodicModelAverager -----------------------------
+def _averaging(rank: int, world: int, use_torch: bool) -> torch.Tensor:
+    from nosync.strategies import LocalSGDStrategy, Topology
+
+    torch.manual_seed(rank)  # different starting points, so that averaging matters
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    if use_torch:  # local SGD through torch.distributed.algorithms.model_averaging
+        topo = Topology(rank, world, 1, dist.group.WORLD, None)
+        coordinator = LocalSGDStrategy(model, opt, topo, period=5)
+    else:
+        coordinator = Swarm(model, opt, lambda m: 0.0, period=5, pressure=1.0, rule="elastic")
+    with coordinator:
+        train_steps(model, opt, 17, seed=rank)  # rounds after steps 5, 10 and 15
+    return flatten_weights(model)
+
+
+def test_elastic_with_pressure_one_gives_the_weights_of_torchs_model_averager() -> None:
+    ours, theirs = (
+        run_ranks(_averaging, 3, use_torch=False),
+        run_ranks(_averaging, 3, use_torch=True),
+    )
+    assert not torch.allclose(ours[0], ours[1])  # two steps after the last round they differ
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0)

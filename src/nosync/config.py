@@ -21,7 +21,7 @@ from .data import check_dataset_name
 from .errors import UserError
 from .models import MODELS
 
-STRATEGIES = ("nosync", "single", "ddp")
+STRATEGIES = ("nosync", "single", "ddp", "localsgd", "easgd")
 
 
 def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:

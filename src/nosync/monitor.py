@@ -60,6 +60,7 @@ class Monitor:
         self.wall_start = wall_start
         self.logged_rounds = 0
         self.eval_seconds = 0.0
+        self._scratch: nn.Module | None = None  # evaluates averaged/centre weights
         self.train_start = time.perf_counter()
 
     def begin(self, strategy: Strategy, resumed: dict[str, Any] | None) -> None:
@@ -117,7 +118,7 @@ class Monitor:
             self._log_rounds(strategy, step)
         every = self.cfg.eval_every
         if (every and step % every == 0) or step % self.steps_per_epoch == 0 or step == self.total:
-            self.evaluate(step, model)
+            self.evaluate(step, model, strategy)
 
     def _log_rounds(self, strategy: Strategy, step: int) -> None:
         for record in strategy.history[self.logged_rounds :]:
@@ -143,21 +144,18 @@ class Monitor:
     def train_seconds(self) -> float:
         return time.perf_counter() - self.train_start - self.eval_seconds
 
-    def evaluate(self, step: int, model: nn.Module) -> None:
-        """Per-particle test/train accuracy, fitness and the swarm spread, logged on rank 0."""
+    def evaluate(self, step: int, model: nn.Module, strategy: Strategy) -> None:
+        """Per-particle test/train accuracy and fitness, the selected model's accuracy and the
+        swarm spread, logged on rank 0."""
         start = time.perf_counter()
         if self.topo.is_head:
             group = self.topo.swarm_group
             own = torch.tensor(
-                [
-                    accuracy(model, self.data.x_test, self.data.y_test),
-                    accuracy(model, self.x_train_eval, self.y_train_eval),
-                    float(self.fitness(model)),
-                ],
-                dtype=torch.float64,
+                self._accuracies(model) + [float(self.fitness(model))], dtype=torch.float64
             )
             rows = gather(own, group)
-            spread = mean_pairwise_distance(gather(flatten_weights(model), group))
+            weights = gather(flatten_weights(model), group)
+            selected = self._selected(strategy, model, rows, weights)
             if self.log:
                 self.log.write(
                     {
@@ -169,10 +167,32 @@ class Monitor:
                         "test_accuracy": rows[:, 0].tolist(),
                         "train_accuracy": rows[:, 1].tolist(),
                         "fitness": rows[:, 2].tolist(),
-                        "spread": spread,
+                        "selected_test_accuracy": selected[0],
+                        "selected_train_accuracy": selected[1],
+                        "spread": mean_pairwise_distance(weights),
                     }
                 )
         self.eval_seconds += time.perf_counter() - start
+
+    def _accuracies(self, model: nn.Module) -> list[float]:
+        return [
+            accuracy(model, self.data.x_test, self.data.y_test),
+            accuracy(model, self.x_train_eval, self.y_train_eval),
+        ]
+
+    def _selected(
+        self, strategy: Strategy, model: nn.Module, rows: Tensor, weights: Tensor
+    ) -> list[float]:
+        """(test, train) accuracy of the model the strategy would end with if it ended now."""
+        if strategy.selection in ("model", "best"):
+            fitness = torch.nan_to_num(rows[:, 2], nan=math.inf)
+            best = int(fitness.argmin()) if strategy.selection == "best" else 0
+            return rows[best, :2].tolist()
+        center = strategy.center() if strategy.selection == "center" else None
+        if self._scratch is None:
+            self._scratch = copy.deepcopy(model)
+        load_weights(self._scratch, weights.mean(0) if center is None else center)
+        return self._accuracies(self._scratch)
 
     # ---- at the end ---------------------------------------------------------------------------
     def evaluate_swarm(self, model: nn.Module) -> dict[str, Any]:

@@ -16,7 +16,8 @@ import math
 import torch
 from torch import Tensor
 
-RULES = ("leader", "pso", "elastic", "none")
+RULES = ("leader", "pso", "elastic", "none")  # the rules of `nosync train --rule`
+SWARM_RULES = (*RULES, "easgd")  # `easgd` is a strategy of its own (it selects the centre)
 SCHEDULES = ("constant", "linear")
 
 
@@ -55,6 +56,18 @@ def pso_update(
     """
     v = inertia * velocity + c1 * r1 * (personal_best - w) + pressure * c2 * r2 * (leader - w)
     return w + v, v
+
+
+def easgd_update(
+    w: Tensor, center: Tensor, diff_sum: Tensor, alpha: float
+) -> tuple[Tensor, Tensor]:
+    """Synchronous EASGD (Zhang, Choromanska & LeCun, NeurIPS 2015), one round.
+
+    ``w <- w - alpha * (w - c)`` and ``c <- c + alpha * sum_j (w_j - c)``, both from the
+    positions before the round (``diff_sum`` is the all-reduced ``sum_j (w_j - c)``): the
+    workers are pulled toward the centre and the centre moves toward the workers.
+    """
+    return w - alpha * (w - center), center + alpha * diff_sum
 
 
 def elect_leader(fitness: Tensor) -> int | None:

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+from torch.distributed.algorithms.model_averaging.averagers import PeriodicModelAverager
 
 from .config import TrainConfig
 from .swarm import Swarm
@@ -74,9 +75,15 @@ def counting_allreduce_hook(state, bucket):  # noqa: ANN001, ANN201
 
 
 class Strategy:
-    """No exchange at all (``single``; ``ddp`` adds the DDP wrapper)."""
+    """No exchange at all (``single``; ``ddp`` adds the DDP wrapper).
+
+    ``selection`` says which model the strategy ends with: ``model`` (there is one), ``best``
+    (the particle with the best fitness), ``average`` (the mean of the workers' weights) or
+    ``center`` (EASGD's centre variable).
+    """
 
     name = "single"
+    selection = "model"
 
     def __init__(self, model: nn.Module, topo: Topology) -> None:
         self.model, self.net, self.topo = model, model, topo
@@ -109,6 +116,10 @@ class Strategy:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         return None
 
+    def center(self) -> torch.Tensor | None:
+        """EASGD's centre variable (flat), where there is one."""
+        return None
+
 
 class DDPStrategy(Strategy):
     """Synchronous data-parallel training: gradients all-reduced every step (torch DDP)."""
@@ -120,6 +131,7 @@ class SwarmStrategy(Strategy):
     """NoSync: each particle (one rank, or a DDP group) trains alone and is pulled every period."""
 
     name = "nosync"
+    selection = "best"
 
     def __init__(
         self,
@@ -129,15 +141,18 @@ class SwarmStrategy(Strategy):
         topo: Topology,
         cfg: TrainConfig,
         total_steps: int,
+        rule: str | None = None,
     ) -> None:
         super().__init__(model, topo)
+        if rule == "easgd":
+            self.name, self.selection = "easgd", "center"
         self.swarm = Swarm(
             model,
             optimizer,
             fitness,
             period=cfg.period,
             pressure=cfg.pressure,
-            rule=cfg.rule,
+            rule=rule or cfg.rule,
             schedule=cfg.schedule,
             total_steps=total_steps,
             group=topo.swarm_group,
@@ -159,7 +174,13 @@ class SwarmStrategy(Strategy):
 
     def finalize(self) -> None:
         self.swarm.finalize()
-        self.selected = f"particle {self.swarm.best_particle} (best fitness)"
+        if self.selection == "center":
+            self.selected = "the centre variable"
+        else:
+            self.selected = f"particle {self.swarm.best_particle} (best fitness)"
+
+    def center(self) -> torch.Tensor | None:
+        return self.swarm.center
 
     def comm(self) -> tuple[float, int]:
         seconds, nbytes = super().comm()
@@ -171,6 +192,86 @@ class SwarmStrategy(Strategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.swarm.load_state_dict(state["swarm"])
         self.history = self.swarm.history
+
+
+class LocalSGDStrategy(Strategy):
+    """Local SGD: workers train alone and torch's ``PeriodicModelAverager`` averages their
+    parameters every ``period`` steps (Lin et al., "Don't use large mini-batches, use local
+    SGD", ICLR 2020).  The run ends with one more average, buffers included.
+    """
+
+    name = "localsgd"
+    selection = "average"
+
+    def __init__(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, topo: Topology, period: int
+    ) -> None:
+        super().__init__(model, topo)
+        self.optimizer, self.period, self.step = optimizer, period, 0
+        # The averager counts its own calls from 0 and averages when (count - warmup_steps) is
+        # a multiple of `period`; warmup_steps = period - 1 puts the averages after optimizer
+        # steps period, 2 * period, ... exactly where a swarm has its sync rounds.  All ranks
+        # average: the ranks of a data-parallel particle are identical, so this weighs every
+        # particle equally.
+        self.averager = PeriodicModelAverager(period=period, warmup_steps=period - 1)
+        self.seconds, self.bytes = 0.0, 0
+        self._hook: Any = None
+
+    def __enter__(self) -> LocalSGDStrategy:
+        self._hook = self.optimizer.register_step_post_hook(self._after_step)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+    def _after_step(self, *_: object) -> None:
+        self.step += 1
+        if self.step % self.period:
+            self.averager.average_parameters(self.model.parameters())  # only counts the step
+            return
+        start = time.perf_counter()
+        self.averager.average_parameters(self.model.parameters())
+        seconds = time.perf_counter() - start
+        nbytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        self.seconds, self.bytes = self.seconds + seconds, self.bytes + nbytes
+        self.history.append(
+            {
+                "round": len(self.history) + 1,
+                "step": self.step,
+                "seconds": seconds,
+                "comm_seconds": seconds,
+                "comm_bytes": nbytes,
+            }
+        )
+
+    def finalize(self) -> None:
+        world = dist.get_world_size()
+        with torch.no_grad():
+            for t in [*self.model.parameters(), *self.model.buffers()]:
+                if t.is_floating_point():
+                    dist.all_reduce(t)
+                    t.div_(world)
+        self.selected = "the average of the workers"
+
+    def comm(self) -> tuple[float, int]:
+        seconds, nbytes = super().comm()
+        return seconds + self.seconds, nbytes + self.bytes
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "averager_step": self.averager.step,
+            "history": self.history,
+            "seconds": self.seconds,
+            "bytes": self.bytes,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.averager.step = state["step"], state["averager_step"]
+        self.history[:] = state["history"]
+        self.seconds, self.bytes = state["seconds"], state["bytes"]
 
 
 def build(
@@ -193,4 +294,6 @@ BUILDERS: dict[str, Builder] = {
     "single": lambda cfg, m, opt, fit, topo, n: Strategy(m, topo),
     "ddp": lambda cfg, m, opt, fit, topo, n: DDPStrategy(m, topo),
     "nosync": lambda cfg, m, opt, fit, topo, n: SwarmStrategy(m, opt, fit, topo, cfg, n),
+    "localsgd": lambda cfg, m, opt, fit, topo, n: LocalSGDStrategy(m, opt, topo, cfg.period),
+    "easgd": lambda cfg, m, opt, fit, topo, n: SwarmStrategy(m, opt, fit, topo, cfg, n, "easgd"),
 }

@@ -127,6 +127,7 @@ class Swarm:
         self.comm_bytes = 0
         self.best_particle: int | None = None
         self._velocity: Tensor | None = None
+        self._center: Tensor | None = None  # easgd's centre variable, the same on every rank
         self._personal_best: Tensor | None = None
         self._personal_best_fitness = math.inf
         self._generator = torch.Generator().manual_seed(seed * 1_000_003 + max(self.particle, 0))
@@ -194,6 +195,9 @@ class Swarm:
             else:
                 new = flat
             own_distance = float(torch.linalg.vector_norm(flat - lead)) if target else math.nan
+        elif self.rule == "easgd":
+            new, own_distance = self._easgd(flat, diverged, pressure)
+            target = "center"
         elif self.rule == "elastic":
             finite = self.particle not in diverged
             total = self._all_reduce(flat if finite else torch.zeros_like(flat))
@@ -256,6 +260,19 @@ class Swarm:
         )
         return new
 
+    def _easgd(self, flat: Tensor, diverged: list[int], alpha: float) -> tuple[Tensor, float]:
+        """EASGD round; the centre starts as the swarm mean at the first round."""
+        finite = self.particle not in diverged
+        alive = self.particles - len(diverged)
+        if self._center is None:
+            self._center = self._all_reduce(flat if finite else torch.zeros_like(flat)) / alive
+        center = self._center
+        diff_sum = self._all_reduce(flat - center if finite else torch.zeros_like(flat))
+        new, self._center = rules.easgd_update(flat, center, diff_sum, alpha)
+        if not finite:
+            return self._center.clone(), math.nan
+        return new, float(torch.linalg.vector_norm(flat - center))
+
     def _share_in_particle(self, record: dict[str, Any]) -> dict[str, Any]:
         """Hybrid particles: the head's new weights and round record go to the other ranks."""
         if self.particle_group is None:
@@ -291,7 +308,10 @@ class Swarm:
 
     # ---- finalize ------------------------------------------------------------------------
     def finalize(self) -> dict[str, Tensor]:
-        """Elect the best particle by fitness; every rank ends holding it; returns its weights."""
+        """Elect the best particle by fitness; every rank ends holding it; returns its weights.
+
+        Under ``easgd`` the centre variable is the model, so every rank takes the centre.
+        """
         if self.is_head:
             flat = flatten_weights(self.model)
             if not self._checked:
@@ -302,12 +322,15 @@ class Swarm:
             best = rules.elect_leader(fits.cpu())
             if best is None:
                 raise SwarmDivergedError(f"every particle diverged (fitness {fits.tolist()})")
-            self.best_particle = best
             self.final_fitness = [f if math.isfinite(f) else None for f in fits.tolist()]
-            load_weights(self.model, self._broadcast(flat, best))
-            ints = flatten_weights(self.model, integer=True)
-            if ints.numel():
-                load_weights(self.model, self._broadcast(ints, best), integer=True)
+            if self.rule == "easgd" and self._center is not None:
+                load_weights(self.model, self._center)
+            else:
+                self.best_particle = best
+                load_weights(self.model, self._broadcast(flat, best))
+                ints = flatten_weights(self.model, integer=True)
+                if ints.numel():
+                    load_weights(self.model, self._broadcast(ints, best), integer=True)
         if self.particle_group is not None:
             head = dist.get_global_rank(self.particle_group, 0)
             box = [(self.best_particle, getattr(self, "final_fitness", None))]
@@ -321,12 +344,18 @@ class Swarm:
         return {k: v.detach().clone() for k, v in _module(self.model).state_dict().items()}
 
     # ---- checkpointing of the rule state ---------------------------------------------------
+    @property
+    def center(self) -> Tensor | None:
+        """EASGD's centre variable (flat), once the first round has made it."""
+        return self._center
+
     def state_dict(self) -> dict[str, Any]:
         """Everything the swarm needs to continue exactly: counters, rule state, RNG, history."""
         return {
             "step": self.step,
             "rounds": self.rounds,
             "velocity": self._velocity,
+            "center": self._center,
             "personal_best": self._personal_best,
             "personal_best_fitness": self._personal_best_fitness,
             "generator": self._generator.get_state(),
@@ -338,6 +367,7 @@ class Swarm:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.rounds = int(state["step"]), int(state["rounds"])
         self._velocity, self._personal_best = state["velocity"], state["personal_best"]
+        self._center = state["center"]
         self._personal_best_fitness = float(state["personal_best_fitness"])
         self._generator.set_state(state["generator"])
         self.history = list(state["history"])
@@ -429,8 +459,8 @@ def _check_args(
         raise TypeError(f"pressure must be a number, got {type(pressure).__name__}")
     if not 0.0 <= float(pressure) <= 1.0:
         raise ValueError(f"pressure must be in [0, 1], got {pressure}")
-    if rule not in rules.RULES:
-        raise ValueError(f"rule must be one of {', '.join(rules.RULES)}, got {rule!r}")
+    if rule not in rules.SWARM_RULES:
+        raise ValueError(f"rule must be one of {', '.join(rules.SWARM_RULES)}, got {rule!r}")
     if schedule not in rules.SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(rules.SCHEDULES)}, got {schedule!r}")
     if schedule == "linear" and not total_steps:
