@@ -22,6 +22,31 @@ def _flag_type(kind: str) -> Any:
     return {"int": int, "float": float, "str": str}[kind]
 
 
+# what `compare` sets per cell itself, so it takes no such flag
+PER_CELL = {"strategy", "workers", "seed", "out", "resume", "eval_every", "inject", "port"}
+
+
+def _add_train_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozenset()) -> None:
+    for name, f in FIELDS.items():
+        if name in exclude:
+            continue
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        if f.type == "bool":
+            parser.add_argument(
+                flag, action="store_true", default=argparse.SUPPRESS, help=help_text
+            )
+        else:
+            parser.add_argument(
+                flag,
+                type=_flag_type(f.type),
+                choices=f.metadata["choices"],
+                default=argparse.SUPPRESS,
+                help=help_text,
+                metavar=None if f.metadata["choices"] else name.upper(),
+            )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nosync", description="Swarm training for PyTorch (NoSync).")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -30,20 +55,38 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--print-config", action="store_true", help="print the resolved configuration and exit"
     )
-    for name, f in FIELDS.items():
-        flag = "--" + name.replace("_", "-")
-        help_text = f"{f.metadata['help']} (default: {f.default})"
-        if f.type == "bool":
-            train.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=help_text)
-        else:
-            train.add_argument(
-                flag,
-                type=_flag_type(f.type),
-                choices=f.metadata["choices"],
-                default=argparse.SUPPRESS,
-                help=help_text,
-                metavar=None if f.metadata["choices"] else name.upper(),
-            )
+    _add_train_flags(train)
+
+    compare = commands.add_parser(
+        "compare",
+        help="a grid of runs: strategies x workers x seeds",
+        description="Run strategies x worker counts x seeds under the same samples per worker, "
+        "then write compare.json, compare.md and plots.",
+    )
+    compare.add_argument(
+        "--strategies",
+        default="single,nosync,ddp,localsgd,easgd",
+        help="comma list: single, nosync, nosync-RULE, ddp, localsgd, easgd",
+    )
+    compare.add_argument("--workers", default="2,4", help="comma list of worker counts")
+    compare.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for every cell")
+    compare.add_argument("--evals", type=int, default=20, help="evaluations per run")
+    compare.add_argument(
+        "--target",
+        type=float,
+        help="target accuracy for time-to-target "
+        "and S(N) (default: 99%% of single's final accuracy)",
+    )
+    compare.add_argument("--config", metavar="FILE.toml", help="training settings shared by cells")
+    compare.add_argument("--out", required=True, help="output folder (re-run to resume)")
+    _add_train_flags(compare, PER_CELL)
+
+    report = commands.add_parser(
+        "report",
+        help="plots and a Markdown report of a run or a comparison",
+        description="Redraw plots and write a Markdown report from a finished run or comparison.",
+    )
+    report.add_argument("dir", help="a run folder or a compare folder")
     return parser
 
 
@@ -81,10 +124,57 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import parse_labels, parse_workers, run_compare
+
+    values = vars(args)
+    flags = {k: values[k] for k in FIELDS if k in values and k not in PER_CELL}
+    shared = read_toml(args.config) if args.config else {}
+    unknown = PER_CELL & shared.keys()
+    if unknown:
+        raise UserError(f"config: compare sets {', '.join(sorted(unknown))} per run; drop them")
+    base = {**shared, **flags}
+    if args.seeds < 1 or args.evals < 1:
+        raise UserError("seeds and evals: must be at least 1")
+    if args.target is not None and not 0 < args.target <= 1:
+        raise UserError(f"target: must be in (0, 1], got {args.target}")
+    out = Path(args.out)
+    if out.exists() and not (out / "compare.json").exists() and any(out.iterdir()):
+        raise UserError(f"out: {out} is not empty and holds no comparison")
+    status = run_compare(
+        base,
+        parse_labels(args.strategies),
+        parse_workers(args.workers),
+        args.seeds,
+        args.evals,
+        args.target,
+        out,
+        quiet=bool(base.get("quiet")),
+    )
+    if status == 130:
+        print(
+            "nosync: compare interrupted; run the same command again to continue", file=sys.stderr
+        )
+    elif (out / "compare.md").exists():
+        print((out / "compare.md").read_text())
+    return status
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        raise UserError(f"report: no such folder {folder}")
+    path = write_report(folder)
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"train": _train}[args.command](args)
+        return {"train": _train, "compare": _compare, "report": _report}[args.command](args)
     except UserError as err:
         print(f"nosync: error: {err}", file=sys.stderr)
         return 2

@@ -40,6 +40,7 @@ class TrainConfig:
     inertia: float = _f(0.5, "pso: velocity inertia")
     c1: float = _f(0.5, "pso: pull toward the particle's own best")
     c2: float = _f(2.0, "pso: pull toward the leader (scaled by the pressure)")
+    easgd_beta: float = _f(0.9, "easgd: moving rate beta; each round alpha = beta / particles")
     dataset: str = _f("digits", "digits, fashion-mnist, mnist or npz:PATH")
     data_dir: str = _f("", "folder with IDX files (then $NOSYNC_DATA, /usr/share/datasets)")
     train_subset: int = _f(0, "use only this many training examples (0: all)")
@@ -174,6 +175,7 @@ def validate(cfg: TrainConfig) -> None:
         "eval_every": cfg.eval_every >= 0,
         "threads": cfg.threads >= 0,
         "timeout": cfg.timeout > 0,
+        "easgd_beta": 0 < cfg.easgd_beta <= 1,
         "checkpoint_every": cfg.checkpoint_every >= 0,
         "max_restarts": cfg.max_restarts >= 0,
         "port": 0 <= cfg.port < 65536,

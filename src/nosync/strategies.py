@@ -144,14 +144,16 @@ class SwarmStrategy(Strategy):
         rule: str | None = None,
     ) -> None:
         super().__init__(model, topo)
-        if rule == "easgd":
+        pressure = cfg.pressure
+        if rule == "easgd":  # the paper's moving rate: alpha = beta / p, with beta = 0.9
             self.name, self.selection = "easgd", "center"
+            pressure = cfg.easgd_beta / topo.particles
         self.swarm = Swarm(
             model,
             optimizer,
             fitness,
             period=cfg.period,
-            pressure=cfg.pressure,
+            pressure=pressure,
             rule=rule or cfg.rule,
             schedule=cfg.schedule,
             total_steps=total_steps,

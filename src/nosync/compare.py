@@ -1,0 +1,231 @@
+"""``nosync compare``: a grid of runs (strategies x worker counts x seeds) under one budget.
+
+Every cell is an ordinary ``nosync train`` run in its own folder under ``DIR/cells/``, started
+as a subprocess one after another, with the same number of optimizer steps per worker (so the
+same samples per worker) and the same evaluation points.  ``compare.json`` gathers what the
+cells wrote; ``report.py`` turns it into a Markdown table and plots.  A comparison that is
+interrupted and started again skips finished cells and resumes a cell that has a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from . import rules
+from .checkpoint import atomic_write_text
+from .config import STRATEGIES, TrainConfig, resolve
+from .data import fitness_split, load_dataset
+from .errors import UserError
+from .metrics import read_metrics
+
+INTERRUPTED = 130
+CURVE_KEYS = (
+    "step",
+    "samples_per_worker",
+    "train_seconds",
+    "selected_test_accuracy",
+    "selected_train_accuracy",
+    "spread",
+    "test_accuracy",
+)
+SUMMARY_KEYS = (
+    "test_accuracy",
+    "worker_test_accuracy",
+    "ensemble_test_accuracy",
+    "weight_average_test_accuracy",
+    "wall_seconds",
+    "train_seconds",
+    "train_samples_per_second",
+    "sync_rounds",
+    "sync_seconds",
+    "comm_bytes",
+    "comm_seconds",
+    "steps",
+    "samples_per_worker",
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    label: str  # a strategy, or nosync-RULE
+    workers: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.label}-n{self.workers}-s{self.seed}"
+
+
+def parse_labels(text: str) -> list[str]:
+    """``single,nosync,nosync-pso,ddp`` -> labels; ``nosync-RULE`` picks the swarm's rule."""
+    labels = [t.strip() for t in text.split(",") if t.strip()]
+    for label in labels:
+        strategy, _, rule = label.partition("-")
+        if strategy not in STRATEGIES or (
+            rule and (strategy != "nosync" or rule not in rules.RULES)
+        ):
+            raise UserError(
+                f"strategies: unknown {label!r} (choose from {', '.join(STRATEGIES)}, "
+                f"or nosync-RULE with RULE one of {', '.join(rules.RULES)})"
+            )
+    if not labels:
+        raise UserError("strategies: give at least one")
+    return labels
+
+
+def parse_workers(text: str) -> list[int]:
+    try:
+        counts = sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise UserError(f"workers: {text!r} is not a comma-separated list of counts") from None
+    if not counts or counts[0] < 1:
+        raise UserError(f"workers: counts must be at least 1, got {text!r}")
+    return counts
+
+
+def plan(labels: list[str], workers: list[int], seeds: int) -> list[Cell]:
+    """Seed by seed, so that an early stop still leaves whole comparisons; ``single`` runs once
+    per seed with one worker, the other strategies with every count above one."""
+    cells = []
+    for seed in range(seeds):
+        for label in labels:
+            counts = [1] if label == "single" else [n for n in workers if n > 1]
+            cells += [Cell(label, n, seed) for n in counts]
+    return cells
+
+
+def cell_config(base: dict[str, Any], cell: Cell, steps: int, eval_every: int, out: Path) -> dict:
+    strategy, _, rule = cell.label.partition("-")
+    values = {
+        **base,
+        "strategy": strategy,
+        "workers": cell.workers,
+        "seed": cell.seed,
+        "steps": steps,
+        "eval_every": eval_every,
+        "out": str(out),
+        "quiet": True,
+    }
+    if rule:
+        values["rule"] = rule
+    if strategy == "ddp":
+        values["ranks_per_particle"] = cell.workers
+    return resolve({}, values).to_dict()
+
+
+def budget(base: TrainConfig) -> int:
+    """Optimizer steps per worker: ``epochs`` passes of one worker over the training set."""
+    if base.steps:
+        return base.steps
+    data = load_dataset(base.dataset, base.data_dir or None, base.train_subset)
+    train, _ = fitness_split(len(data.y_train), base.fitness_size, base.seed)
+    return max(1, round(base.epochs * (len(train) // base.batch_size)))
+
+
+def collect(folder: Path) -> dict[str, Any]:
+    """What compare keeps of a finished cell: its summary and its evaluation curve."""
+    summary = json.loads((folder / "summary.json").read_text())
+    curve = [
+        {k: r.get(k) for k in CURVE_KEYS}
+        for r in read_metrics(folder / "metrics.jsonl")
+        if r["type"] == "eval"
+    ]
+    return {"summary": {k: summary.get(k) for k in SUMMARY_KEYS}, "curve": curve}
+
+
+def run_compare(
+    base_values: dict[str, Any],
+    labels: list[str],
+    workers: list[int],
+    seeds: int,
+    evals: int,
+    target: float | None,
+    out: Path,
+    quiet: bool = False,
+) -> int:
+    """Run the grid; returns 0, 1 when a cell failed, or 130 when interrupted."""
+    from .report import write_compare_report
+
+    base = resolve({}, {**base_values, "out": str(out / "cells" / "probe")})
+    steps = budget(base)
+    eval_every = max(1, steps // evals)
+    settings = {
+        "strategies": labels,
+        "workers": workers,
+        "seeds": seeds,
+        "steps": steps,
+        "eval_every": eval_every,
+        "target": target,
+        "train": base_values,
+    }
+    index = out / "compare.json"
+    data: dict[str, Any] = {"settings": settings, "cells": {}}
+    if index.exists():
+        data = json.loads(index.read_text())
+        if data["settings"] != settings:
+            raise UserError(
+                f"out: {out} holds a comparison with other settings; pick another --out"
+            )
+    cells = plan(labels, workers, seeds)
+    out.mkdir(parents=True, exist_ok=True)
+    status = 0
+    bar = tqdm(
+        cells, desc="compare", unit="run", disable=quiet, file=sys.stderr, dynamic_ncols=True
+    )
+    for cell in bar:
+        bar.set_postfix_str(cell.name, refresh=True)
+        folder = out / "cells" / cell.name
+        if cell.name in data["cells"] and "failed" not in data["cells"][cell.name]:
+            continue  # finished in an earlier, interrupted comparison
+        code = _run_cell(cell, cell_config(base_values, cell, steps, eval_every, folder), folder)
+        if code == INTERRUPTED:
+            status = INTERRUPTED
+            break
+        if code == 0:
+            data["cells"][cell.name] = {"cell": cell.__dict__, **collect(folder)}
+        else:
+            status = 1
+            log = folder.with_suffix(".log")
+            data["cells"][cell.name] = {"cell": cell.__dict__, "failed": f"exit {code}, see {log}"}
+            bar.write(
+                f"nosync: compare: {cell.name} failed (exit {code}); see {log}", file=sys.stderr
+            )
+        atomic_write_text(index, json.dumps(data, indent=1) + "\n")
+    bar.close()
+    if status != INTERRUPTED:
+        write_compare_report(out)
+    return status
+
+
+def _run_cell(cell: Cell, config: dict[str, Any], folder: Path) -> int:
+    """One cell as a subprocess; resumes from the cell's checkpoint when it has one."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if (folder / "checkpoints" / "latest.json").exists():
+        cmd = ["train", "--resume", str(folder)]
+    else:
+        if folder.exists():  # started but never checkpointed: start again
+            shutil.rmtree(folder)
+        toml = folder.with_suffix(".toml")
+        atomic_write_text(toml, TrainConfig(**config).to_toml())
+        cmd = ["train", "--config", str(toml)]
+    with open(folder.with_suffix(".log"), "a", encoding="utf-8") as log:
+        child = subprocess.Popen([sys.executable, "-m", "nosync", *cmd], stdout=log, stderr=log)
+
+        def forward(*_: object) -> None:
+            """Ctrl+C: let the cell stop by itself (it saves a checkpoint), then stop here."""
+            child.send_signal(signal.SIGINT)
+
+        previous = signal.signal(signal.SIGINT, forward)
+        try:
+            return child.wait()
+        finally:
+            signal.signal(signal.SIGINT, previous)
