@@ -3,12 +3,13 @@
     python benchmarks/kill_recovery.py --seeds 0 1 2
 
 For each seed, two runs of the same configuration (Fashion-MNIST, mlp, 2 workers,
-``--max-restarts 1``): one left alone, one where a worker process is killed with SIGKILL once
-half of the steps plus half a checkpoint interval are done (the default interval is 20
-rounds of 25 steps: a kill lands 250 steps after the last checkpoint).  Reported per seed: wall time of both runs, the time from the kill
-until training resumed from the checkpoint (recovery), the steps redone (kill step minus the
-checkpoint step), and both runs' test accuracy.  Results go to
-``benchmarks/results/kill_recovery.json`` and a Markdown table on stdout.
+``--max-restarts 1``): one left alone, one where a worker process is killed with SIGKILL at
+step 3250, half of the 6000 steps plus half a checkpoint interval (the default interval is 20
+rounds of 25 steps, so the kill lands 250 steps after the last checkpoint).  Reported per seed:
+wall time of both runs, the time from the kill until training resumed from the checkpoint
+(recovery), the steps redone (kill step minus the checkpoint step), and both runs' test
+accuracy.  Results go to ``benchmarks/results/kill_recovery.json`` and a Markdown table on
+stdout.
 """
 
 from __future__ import annotations

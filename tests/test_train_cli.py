@@ -62,6 +62,8 @@ def test_every_output_file_is_written(default_swarm) -> None:
         (["--workers", "4", "--ranks-per-particle", "2", "--model", "cnn"], 2),
         (["--workers", "2", "--rule", "pso", "--init", "different", "--shard"], 2),
         (["--workers", "2", "--rule", "elastic", "--schedule", "linear"], 2),
+        (["--strategy", "localsgd", "--workers", "2"], 2),
+        (["--strategy", "easgd", "--workers", "3"], 3),
     ],
 )
 def test_strategies_and_options_train(tmp_path: Path, flags: list[str], particles: int) -> None:
@@ -73,7 +75,7 @@ def test_strategies_and_options_train(tmp_path: Path, flags: list[str], particle
     s = summary(out)
     assert s["particles"] == particles and s["steps"] == 60
     assert s["test_accuracy"] > 0.5
-    if s["strategy"] == "nosync":
+    if s["strategy"] in ("nosync", "localsgd", "easgd"):
         assert s["sync_rounds"] == 3
 
 

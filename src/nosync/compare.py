@@ -220,12 +220,16 @@ def _run_cell(cell: Cell, config: dict[str, Any], folder: Path) -> int:
     with open(folder.with_suffix(".log"), "a", encoding="utf-8") as log:
         child = subprocess.Popen([sys.executable, "-m", "nosync", *cmd], stdout=log, stderr=log)
 
+        interrupted = []
+
         def forward(*_: object) -> None:
             """Ctrl+C: let the cell stop by itself (it saves a checkpoint), then stop here."""
+            interrupted.append(True)
             child.send_signal(signal.SIGINT)
 
         previous = signal.signal(signal.SIGINT, forward)
         try:
-            return child.wait()
+            code = child.wait()
         finally:
             signal.signal(signal.SIGINT, previous)
+        return INTERRUPTED if interrupted else code

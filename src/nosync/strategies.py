@@ -155,7 +155,7 @@ class SwarmStrategy(Strategy):
             period=cfg.period,
             pressure=pressure,
             rule=rule or cfg.rule,
-            schedule=cfg.schedule,
+            schedule="constant" if rule == "easgd" else cfg.schedule,
             total_steps=total_steps,
             group=topo.swarm_group,
             particle_group=topo.particle_group,

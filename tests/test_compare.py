@@ -1,0 +1,138 @@
+"""``nosync compare`` and ``nosync report``: a tiny grid end to end, interrupted and resumed;
+the speedup arithmetic on made-up curves."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from nosync.compare import Cell, parse_labels, plan
+from nosync.errors import UserError
+from nosync.report import compare_table, speedups
+
+from helpers import nosync, start_nosync, wait_for
+
+GRID = [
+    "--strategies",
+    "single,nosync,localsgd",
+    "--workers",
+    "2",
+    "--seeds",
+    "1",
+    "--steps",
+    "40",
+    "--period",
+    "10",
+    "--evals",
+    "4",
+    "--quiet",
+]
+
+
+def finished(out: Path) -> list[str]:
+    try:
+        return list(json.loads((out / "compare.json").read_text())["cells"])
+    except (OSError, ValueError):
+        return []
+
+
+def test_compare_writes_table_and_plots_and_resumes_after_ctrl_c(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    run = start_nosync("compare", *GRID, "--out", str(out))
+    wait_for(lambda: len(finished(out)) >= 1, 180, "the first finished cell")
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    assert "run the same command again" in err
+    done = finished(out)
+    assert 1 <= len(done) < 3
+    first = out / "cells" / done[0] / "summary.json"
+    stamp = first.stat().st_mtime_ns
+
+    again = nosync("compare", *GRID, "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert first.stat().st_mtime_ns == stamp  # the finished cell was not run again
+    assert sorted(finished(out)) == ["localsgd-n2-s0", "nosync-n2-s0", "single-n1-s0"]
+    table = (out / "compare.md").read_text()
+    assert "| nosync | 2 | 1 |" in table and "| single | 1 | 1 |" in table
+    for plot in ("accuracy_vs_samples", "accuracy_vs_time", "speedup", "spread", "gap"):
+        assert (out / f"{plot}.png").stat().st_size > 1000
+    data = json.loads((out / "compare.json").read_text())
+    cell = data["cells"]["nosync-n2-s0"]
+    assert cell["summary"]["steps"] == 40 and len(cell["curve"]) == 4
+
+    for plot in out.glob("*.png"):
+        plot.unlink()
+    (out / "compare.md").unlink()
+    redrawn = nosync("report", str(out))
+    assert redrawn.returncode == 0, redrawn.stderr
+    assert (out / "compare.md").exists() and (out / "speedup.png").exists()
+    one_run = nosync("report", str(out / "cells" / "nosync-n2-s0"))
+    assert one_run.returncode == 0, one_run.stderr
+    assert (out / "cells" / "nosync-n2-s0" / "run.png").exists()
+
+
+def test_plan_runs_single_once_per_seed_and_others_per_count() -> None:
+    cells = plan(["single", "nosync-pso"], [1, 2, 4], 2)
+    assert cells == [
+        Cell("single", 1, 0),
+        Cell("nosync-pso", 2, 0),
+        Cell("nosync-pso", 4, 0),
+        Cell("single", 1, 1),
+        Cell("nosync-pso", 2, 1),
+        Cell("nosync-pso", 4, 1),
+    ]
+    with pytest.raises(UserError, match="unknown 'nosync-best'"):
+        parse_labels("single,nosync-best")
+    with pytest.raises(UserError, match="unknown 'ddp-pso'"):
+        parse_labels("ddp-pso")
+
+
+def _entry(label: str, n: int, seed: int, accs: list[float]) -> dict:
+    curve = [
+        {
+            "step": 10 * (i + 1),
+            "samples_per_worker": 320 * (i + 1),
+            "train_seconds": 1.0 * (i + 1),
+            "selected_test_accuracy": a,
+            "selected_train_accuracy": a + 0.01,
+            "spread": 0.0,
+            "test_accuracy": [a],
+        }
+        for i, a in enumerate(accs)
+    ]
+    summary = {
+        "test_accuracy": accs[-1],
+        "ensemble_test_accuracy": accs[-1],
+        "weight_average_test_accuracy": accs[-1],
+        "train_seconds": 4.0,
+        "train_samples_per_second": 100.0,
+    }
+    return {
+        "cell": {"label": label, "workers": n, "seed": seed},
+        "summary": summary,
+        "curve": curve,
+    }
+
+
+def test_speedup_is_steps_of_one_worker_over_steps_per_worker_of_n() -> None:
+    data = {
+        "settings": {"target": 0.9, "steps": 40, "strategies": [], "workers": [], "seeds": 2},
+        "cells": {
+            "a": _entry("single", 1, 0, [0.5, 0.7, 0.8, 0.9]),  # reaches 0.9 at step 40
+            "b": _entry("single", 1, 1, [0.5, 0.7, 0.9, 0.95]),  # at step 30
+            "c": _entry("nosync", 4, 0, [0.9, 0.9, 0.9, 0.9]),  # at step 10
+            "d": _entry("nosync", 4, 1, [0.7, 0.9, 0.9, 0.9]),  # at step 20
+            "e": _entry("ddp", 4, 0, [0.5, 0.6, 0.7, 0.8]),  # never
+        },
+    }
+    speed = speedups(data, 0.9)
+    assert speed[("single", 1)]["speedup_steps"] == 1.0
+    assert speed[("nosync", 4)]["speedup_steps"] == pytest.approx(35 / 15)
+    assert speed[("nosync", 4)]["speedup_wall"] == pytest.approx(3.5 / 1.5)
+    assert speed[("ddp", 4)]["reached"] == 0 and "speedup_steps" not in speed[("ddp", 4)]
+    table = compare_table(data)
+    assert "| ddp | 4 | 1 |" in table and "| - | - |" in table
