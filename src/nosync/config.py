@@ -20,6 +20,7 @@ from . import rules
 from .data import check_dataset_name
 from .errors import UserError
 from .models import MODELS
+from .topology import TOPOLOGIES
 
 STRATEGIES = ("nosync", "single", "ddp", "localsgd", "easgd")
 
@@ -41,6 +42,15 @@ class TrainConfig:
     c1: float = _f(0.5, "pso: pull toward the particle's own best")
     c2: float = _f(2.0, "pso: pull toward the leader (scaled by the pressure)")
     easgd_beta: float = _f(0.9, "easgd: moving rate beta; each round alpha = beta / particles")
+    topology: str = _f(
+        "all", "whom a particle compares with: everyone, a ring, k random others", TOPOLOGIES
+    )
+    neighbors: int = _f(2, "random-k: the k in-neighbours drawn each round")
+    exchange: str = _f(
+        "float32",
+        "dtype of weights sent in sync rounds (bfloat16 halves bytes)",
+        ("float32", "bfloat16", "float16"),
+    )
     dataset: str = _f("digits", "digits, fashion-mnist, mnist or npz:PATH")
     data_dir: str = _f("", "folder with IDX files (then $NOSYNC_DATA, /usr/share/datasets)")
     train_subset: int = _f(0, "use only this many training examples (0: all)")
@@ -160,6 +170,10 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError(f"workers: the single strategy runs one worker, got {cfg.workers}")
     if cfg.strategy == "ddp" and cfg.ranks_per_particle != cfg.workers:
         raise UserError("ranks_per_particle: ddp makes all workers one particle; leave it unset")
+    if cfg.topology != "all" and (cfg.strategy != "nosync" or cfg.rule == "elastic"):
+        raise UserError(
+            f"topology: {cfg.topology} needs --strategy nosync with the leader, pso or none rule"
+        )
     if not 0.0 <= cfg.pressure <= 1.0:
         raise UserError(f"pressure: must be in [0, 1], got {cfg.pressure}")
     checks = {
@@ -176,6 +190,7 @@ def validate(cfg: TrainConfig) -> None:
         "threads": cfg.threads >= 0,
         "timeout": cfg.timeout > 0,
         "easgd_beta": 0 < cfg.easgd_beta <= 1,
+        "neighbors": cfg.neighbors >= 1,
         "checkpoint_every": cfg.checkpoint_every >= 0,
         "max_restarts": cfg.max_restarts >= 0,
         "port": 0 <= cfg.port < 65536,

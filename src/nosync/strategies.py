@@ -163,6 +163,9 @@ class SwarmStrategy(Strategy):
             c1=cfg.c1,
             c2=cfg.c2,
             seed=cfg.seed,
+            topology=cfg.topology,
+            neighbors=cfg.neighbors,
+            exchange_dtype=getattr(torch, cfg.exchange),
         )
         self.history = self.swarm.history
         self.selected = "the best particle by fitness"

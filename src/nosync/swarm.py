@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from . import rules
+from . import rules, topology
 
 Fitness = Callable[[nn.Module], float]
 
@@ -102,8 +102,12 @@ class Swarm:
         c1: float = 0.5,
         c2: float = 2.0,
         seed: int = 0,
+        topology: str = "all",
+        neighbors: int = 2,
+        exchange_dtype: torch.dtype = torch.float32,
     ) -> None:
         _check_args(model, optimizer, fitness, period, pressure, rule, schedule, total_steps)
+        _check_exchange(rule, topology, neighbors, exchange_dtype)
         if not dist.is_available() or not dist.is_initialized():
             raise RuntimeError(
                 "Swarm needs torch.distributed: call dist.init_process_group() first "
@@ -131,6 +135,8 @@ class Swarm:
         self._personal_best: Tensor | None = None
         self._personal_best_fitness = math.inf
         self._generator = torch.Generator().manual_seed(seed * 1_000_003 + max(self.particle, 0))
+        self.seed, self.topology, self.neighbors = seed, topology, neighbors
+        self.exchange_dtype = exchange_dtype
         self._hook: Any = None
         self._checked = False
         self._device = next(_module(model).parameters()).device
@@ -173,61 +179,138 @@ class Swarm:
         if not self._checked:
             self._check_shapes()
         fit = self._own_fitness(flat)
-        fits = self._all_gather(torch.tensor([fit], dtype=torch.float64, device=self._device))
-        leader = rules.elect_leader(fits.cpu())
-        if leader is None:
-            raise SwarmDivergedError(
-                f"every particle diverged at step {self.step} (fitness {fits.tolist()})"
-            )
-        diverged = [i for i, f in enumerate(fits.tolist()) if not math.isfinite(f)]
         pressure = self.current_pressure()
-        target, distance = None, None
-        if self.rule in ("leader", "pso") or (self.rule == "none" and diverged):
-            buf = flat.clone() if self.particle == leader else torch.empty_like(flat)
-            lead = self._broadcast(buf, leader)
-            target = "leader" if self.rule != "none" else None
-            if self.particle in diverged:
-                new = lead
-            elif self.rule == "leader":
-                new = rules.leader_pull(flat, lead, pressure)
-            elif self.rule == "pso":
-                new = self._pso(flat, lead, fit, pressure)
+        if self.topology == "all":
+            fits = self._all_gather(torch.tensor([fit], dtype=torch.float64, device=self._device))
+            leader = rules.elect_leader(fits.cpu())
+            if leader is None:
+                raise SwarmDivergedError(
+                    f"every particle diverged at step {self.step} (fitness {fits.tolist()})"
+                )
+            known = dict(enumerate(fits.tolist()))
+        else:
+            known, leader = self._neighbourhood_fitness(fit)
+        diverged = [i for i, f in sorted(known.items()) if not math.isfinite(f)]
+        me_diverged = not math.isfinite(fit)
+        target, new, own_distance = None, flat, math.nan
+        if self.rule in ("leader", "pso", "none"):
+            need = self.rule != "none" or me_diverged
+            if self.topology == "all":
+                lead = self._broadcast_leader(flat, leader) if need or diverged else None
             else:
-                new = flat
-            own_distance = float(torch.linalg.vector_norm(flat - lead)) if target else math.nan
+                lead = self._neighbourhood_leader(flat, leader, need)
+            if lead is not None and need:
+                target = "leader" if self.rule != "none" else None
+                if me_diverged:
+                    new = lead
+                elif self.rule == "leader":
+                    new = rules.leader_pull(flat, lead, pressure)
+                elif self.rule == "pso":
+                    new = self._pso(flat, lead, fit, pressure)
+                if target and not me_diverged:
+                    own_distance = float(torch.linalg.vector_norm(flat - lead))
         elif self.rule == "easgd":
             new, own_distance = self._easgd(flat, diverged, pressure)
             target = "center"
         elif self.rule == "elastic":
-            finite = self.particle not in diverged
-            total = self._all_reduce(flat if finite else torch.zeros_like(flat))
+            total = self._all_reduce(flat if not me_diverged else torch.zeros_like(flat))
             mean = total / (self.particles - len(diverged))
-            new = mean.clone() if not finite else rules.elastic_pull(flat, mean, pressure)
+            new = mean.clone() if me_diverged else rules.elastic_pull(flat, mean, pressure)
             target = "mean"
-            own_distance = float(torch.linalg.vector_norm(flat - mean)) if finite else math.nan
-        else:
-            new, own_distance = flat, math.nan
+            own_distance = math.nan if me_diverged else float(torch.linalg.vector_norm(flat - mean))
         if new is not flat:
             load_weights(self.model, new)
-        if self.particle in diverged:
+        if me_diverged and new is not flat:
             self.optimizer.state.clear()
             self._velocity, self._personal_best = None, None
             self._personal_best_fitness = math.inf
-        if target is not None:
-            distances = self._all_gather(
+        distance = None
+        if target is not None and self.topology == "all":
+            distance = self._all_gather(
                 torch.tensor([own_distance], dtype=torch.float64, device=self._device)
             ).tolist()
-            distance = [None if math.isnan(d) else d for d in distances]
+        elif target is not None:  # no global exchange in a neighbourhood: only our own
+            distance = [
+                own_distance if i == self.particle else math.nan for i in range(self.particles)
+            ]
         return {
             "round": self.rounds,
             "step": self.step,
-            "fitness": [f if math.isfinite(f) else None for f in fits.tolist()],
+            "fitness": [_finite_or_none(known.get(i)) for i in range(self.particles)],
             "leader": leader,
-            "distance": distance,
+            "distance": None if distance is None else [_finite_or_none(d) for d in distance],
             "target": target,
             "pressure": pressure,
-            "reset": diverged,
+            "reset": diverged
+            if self.topology == "all"
+            else [i for i in diverged if i == self.particle],
         }
+
+    # ---- where the leader's weights come from ------------------------------------------------
+    def _broadcast_leader(self, flat: Tensor, leader: int) -> Tensor:
+        """The global leader's weights, sent in ``exchange_dtype``; the leader keeps its own."""
+        if self.particle == leader:
+            self._broadcast(flat.to(self.exchange_dtype), leader)
+            return flat
+        buf = torch.empty(flat.shape, dtype=self.exchange_dtype, device=flat.device)
+        return self._broadcast(buf, leader).to(flat.dtype)
+
+    def _neighbourhood_fitness(self, fit: float) -> tuple[dict[int, float], int | None]:
+        """Fitness to the out-neighbours, from the in-neighbours; the local leader."""
+        ins, outs = self._neighbours()
+        got = self._p2p_scalars({j: fit for j in outs}, ins)
+        known = {self.particle: fit, **got}
+        return known, topology.local_leader(known)
+
+    def _neighbourhood_leader(self, flat: Tensor, leader: int | None, need: bool) -> Tensor | None:
+        """Tell each in-neighbour whether we want its weights; send ours to whoever wants them."""
+        ins, outs = self._neighbours()
+        flags = self._p2p_scalars({j: 1.0 if need and j == leader else 0.0 for j in ins}, outs)
+        choosers = [j for j, flag in flags.items() if flag]
+        want = leader if need and leader is not None and leader != self.particle else None
+        ops, buf = [], None
+        packed = flat.to(self.exchange_dtype)
+        for j in choosers:
+            ops.append(dist.P2POp(dist.isend, packed, group=self.group, group_peer=j))
+        if want is not None:
+            buf = torch.empty(flat.shape, dtype=self.exchange_dtype, device=flat.device)
+            ops.append(dist.P2POp(dist.irecv, buf, group=self.group, group_peer=want))
+        self._p2p(ops, packed.numel() * packed.element_size() * (len(choosers) + (buf is not None)))
+        if leader is None:
+            return None
+        return flat if leader == self.particle else (None if buf is None else buf.to(flat.dtype))
+
+    def _neighbours(self) -> tuple[list[int], list[int]]:
+        args = (
+            self.topology,
+            self.particle,
+            self.particles,
+            self.rounds,
+            self.neighbors,
+            self.seed,
+        )
+        return topology.in_neighbours(*args), topology.out_neighbours(*args)
+
+    def _p2p_scalars(self, send: dict[int, float], recv_from: list[int]) -> dict[int, float]:
+        """One float64 to each particle in ``send``, one from each in ``recv_from``."""
+        ops, bufs = [], {}
+        for j, value in send.items():
+            t = torch.tensor([value], dtype=torch.float64, device=self._device)
+            ops.append(dist.P2POp(dist.isend, t, group=self.group, group_peer=j))
+        for j in recv_from:
+            bufs[j] = torch.empty(1, dtype=torch.float64, device=self._device)
+            ops.append(dist.P2POp(dist.irecv, bufs[j], group=self.group, group_peer=j))
+        self._p2p(ops, 8 * len(ops))
+        return {j: float(b.item()) for j, b in bufs.items()}
+
+    def _p2p(self, ops: list[dist.P2POp], nbytes: int) -> None:
+        if not ops:
+            return
+        t0 = time.perf_counter()
+        for work in dist.batch_isend_irecv(ops):
+            work.wait()
+        self.comm_seconds += time.perf_counter() - t0
+        self.comm_bytes += nbytes
 
     def _own_fitness(self, flat: Tensor) -> float:
         if not bool(torch.isfinite(flat).all()):
@@ -400,6 +483,10 @@ class Swarm:
 
 
 # ---- flat views of a model -------------------------------------------------------------------
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
 def _module(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
@@ -431,6 +518,22 @@ def load_weights(model: nn.Module, flat: Tensor, integer: bool = False) -> None:
             n = t.numel()
             t.copy_(flat[offset : offset + n].view_as(t))
             offset += n
+
+
+def _check_exchange(rule: str, topology_: str, neighbors: int, dtype: torch.dtype) -> None:
+    if topology_ not in topology.TOPOLOGIES:
+        raise ValueError(
+            f"topology must be one of {', '.join(topology.TOPOLOGIES)}, got {topology_!r}"
+        )
+    if topology_ != "all" and rule not in ("leader", "pso", "none"):
+        raise ValueError(
+            f"topology {topology_!r} works with the leader, pso and none rules, "
+            f"not {rule!r} (which averages over the whole swarm)"
+        )
+    if isinstance(neighbors, bool) or not isinstance(neighbors, int) or neighbors < 1:
+        raise ValueError(f"neighbors must be a positive int, got {neighbors!r}")
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"exchange_dtype must be float32, bfloat16 or float16, got {dtype}")
 
 
 def _check_args(
