@@ -26,6 +26,7 @@ def plain_loop(
     x, y = data.x_train, data.y_train
     model = build_model(model_name, data.input_shape, data.classes, seed=seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)  # as nosync's default
     g = torch.Generator().manual_seed(seed)
     steps_per_epoch = len(y) // batch_size
     start = time.perf_counter()
@@ -37,6 +38,7 @@ def plain_loop(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        scheduler.step()
     return steps * batch_size / (time.perf_counter() - start)
 
 

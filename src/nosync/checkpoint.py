@@ -80,6 +80,10 @@ FIXED_ON_RESUME = (
     "seed",
     "shard",
     "init",
+    "lr_schedule",
+    "steps",
+    "epochs",
+    "topology",
 )
 KEEP = 2  # complete checkpoint sets kept on disk
 

@@ -64,6 +64,11 @@ class TrainConfig:
     lr: float = _f(0.05, "SGD learning rate (per rank, before scaling)")
     momentum: float = _f(0.9, "SGD momentum")
     weight_decay: float = _f(0.0, "SGD weight decay")
+    lr_schedule: str = _f(
+        "cosine",
+        "learning rate over training: cosine decay to 0, or constant",
+        ("cosine", "constant"),
+    )
     lr_scaling: str = _f(
         "linear", "data-parallel particles: scale lr with ranks per particle", ("linear", "none")
     )

@@ -69,11 +69,13 @@ class Control:
         topo: Topology,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
         strategy: Strategy,
         total_steps: int,
     ) -> None:
         self.cfg, self.topo, self.total = cfg, topo, total_steps
         self.model, self.optimizer, self.strategy = model, optimizer, strategy
+        self.scheduler = scheduler
         self.faults = {step for kind, step, rank in parse_inject(cfg.inject) if rank == topo.rank}
         self.save_every = cfg.checkpoint_every * cfg.period
         self._previous_handler = install_sigint_handler()
@@ -113,6 +115,7 @@ class Control:
             "step": step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "strategy": self.strategy.state_dict(),
             "rng": torch.get_rng_state(),
             "monitor": monitor,
@@ -134,6 +137,8 @@ class Control:
         state = checkpoint.load_rank(self.cfg.out, record, self.topo.rank)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler:
+            self.scheduler.load_state_dict(state["scheduler"])
         self.strategy.load_state_dict(state["strategy"])
         torch.set_rng_state(state["rng"])
         return state

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from . import strategies
 from .config import TrainConfig
@@ -46,8 +47,9 @@ def train(cfg: TrainConfig, topo: strategies.Topology) -> dict[str, Any] | None:
         rank_in_particle=topo.rank_in_particle,
     )
     total = cfg.steps or max(1, round(cfg.epochs * batches.steps_per_epoch))
+    scheduler = CosineAnnealingLR(optimizer, total) if cfg.lr_schedule == "cosine" else None
     strategy = strategies.build(cfg, model, optimizer, fitness, topo, total)
-    control = Control(cfg, topo, model, optimizer, strategy, total)  # checkpoints, Ctrl+C
+    control = Control(cfg, topo, model, optimizer, scheduler, strategy, total)
     resumed = control.restore()
     start = resumed["step"] if resumed else 0
     monitor = Monitor(cfg, topo, data, x, y, fitness, total, batches.steps_per_epoch, wall_start)
@@ -64,6 +66,8 @@ def train(cfg: TrainConfig, topo: strategies.Topology) -> dict[str, Any] | None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()  # the strategy's hook runs a sync round every `period` steps
+                if scheduler:
+                    scheduler.step()
                 monitor.after_step(step + 1, strategy, model)
                 control.after_step(step + 1, monitor.state_dict)  # vote, checkpoint, inject
     finally:
