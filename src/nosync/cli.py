@@ -81,6 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", required=True, help="output folder (re-run to resume)")
     _add_train_flags(compare, PER_CELL)
 
+    simulate = commands.add_parser(
+        "simulate",
+        help="a swarm of P particles in one process (statistical efficiency)",
+        description="Run P particles one after another in this process with the same rules, "
+        "data order and models as a real run; for studying swarms larger than the machine.",
+    )
+    simulate.add_argument("--particles", type=int, required=True, help="swarm size P")
+    simulate.add_argument("--config", metavar="FILE.toml", help="TOML file of settings")
+    _add_train_flags(
+        simulate,
+        {"workers", "ranks_per_particle", "resume", "inject", "port", "max_restarts", "strategy"},
+    )
+
     report = commands.add_parser(
         "report",
         help="plots and a Markdown report of a run or a comparison",
@@ -160,6 +173,27 @@ def _compare(args: argparse.Namespace) -> int:
     return status
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from .simulate import simulate
+
+    if args.particles < 1:
+        raise UserError(f"particles: must be at least 1, got {args.particles}")
+    values = vars(args)
+    flags = {k: values[k] for k in FIELDS if k in values}
+    cfg = resolve(
+        read_toml(args.config) if args.config else {}, {**flags, "workers": 1, "strategy": "nosync"}
+    )
+    if not flags.get("out"):
+        cfg.out = cfg.out.replace("-nosync", "-simulate")
+    summary = simulate(cfg, args.particles)
+    print(
+        f"simulated {args.particles} particles ({cfg.rule}, {cfg.topology}): selected "
+        f"{100 * summary['test_accuracy']:.2f} %, ensemble "
+        f"{100 * summary['ensemble_test_accuracy']:.2f} %; outputs in {cfg.out}/"
+    )
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from .report import write_report
 
@@ -174,7 +208,8 @@ def _report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"train": _train, "compare": _compare, "report": _report}[args.command](args)
+        commands = {"train": _train, "compare": _compare, "simulate": _simulate, "report": _report}
+        return commands[args.command](args)
     except UserError as err:
         print(f"nosync: error: {err}", file=sys.stderr)
         return 2

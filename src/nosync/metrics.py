@@ -27,14 +27,14 @@ SUMMARY_KEYS = (
 )
 
 
-def _clean(value: Any) -> Any:
+def clean_json(value: Any) -> Any:
     """JSON has no NaN/inf: write them as null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: clean_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [clean_json(v) for v in value]
     return value
 
 
@@ -46,7 +46,7 @@ class MetricsLog:
         self._handle = open(self.path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
 
     def write(self, record: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(_clean(record)) + "\n")
+        self._handle.write(json.dumps(clean_json(record)) + "\n")
         self._handle.flush()
 
     def close(self) -> None:
@@ -68,4 +68,4 @@ def write_summary(path: str | Path, summary: dict[str, Any]) -> None:
     missing = [k for k in SUMMARY_KEYS if k not in summary]
     if missing:
         raise ValueError(f"summary lacks {missing}")
-    atomic_write_text(path, json.dumps(_clean(summary), indent=2) + "\n")
+    atomic_write_text(path, json.dumps(clean_json(summary), indent=2) + "\n")
