@@ -1,0 +1,67 @@
+"""``nosync simulate`` against a real multi-process run; compressed exchange."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nosync.metrics import read_metrics
+
+from helpers import nosync, summary
+
+SAME = ["--steps", "150", "--period", "25", "--seed", "3", "--quiet"]
+
+
+def rounds(out) -> list[dict]:
+    return [r for r in read_metrics(out / "metrics.jsonl") if r["type"] == "round"]
+
+
+@pytest.mark.parametrize("rule", ["leader", "pso"])
+def test_simulate_agrees_with_a_real_run_of_four_particles(tmp_path, rule: str) -> None:
+    sim = nosync(
+        "simulate", "--particles", "4", "--rule", rule, *SAME, "--out", str(tmp_path / "s")
+    )
+    real = nosync("train", "--workers", "4", "--rule", rule, *SAME, "--out", str(tmp_path / "r"))
+    assert sim.returncode == 0 and real.returncode == 0, sim.stderr + real.stderr
+    simulated, measured = rounds(tmp_path / "s"), rounds(tmp_path / "r")
+    assert [r["leader"] for r in simulated] == [r["leader"] for r in measured]
+    for a, b in zip(simulated, measured, strict=True):
+        assert a["fitness"] == pytest.approx(b["fitness"], rel=1e-5)
+    w_sim = torch.load(tmp_path / "s" / "final.pt", weights_only=False)["state_dict"]
+    w_real = torch.load(tmp_path / "r" / "final.pt", weights_only=False)["state_dict"]
+    for key in w_real:
+        assert torch.allclose(w_sim[key], w_real[key], atol=1e-5), key
+    assert summary(tmp_path / "s")["best_particle"] == summary(tmp_path / "r")["best_particle"]
+
+
+def test_simulate_a_ring_of_many(tmp_path) -> None:
+    result = nosync(
+        "simulate",
+        "--particles",
+        "12",
+        "--topology",
+        "ring",
+        "--steps",
+        "60",
+        "--period",
+        "10",
+        "--quiet",
+        "--out",
+        str(tmp_path / "ring"),
+    )
+    assert result.returncode == 0, result.stderr
+    s = summary(tmp_path / "ring")
+    assert s["particles"] == 12 and len(s["worker_test_accuracy"]) == 12
+    assert s["test_accuracy"] > 0.5
+    first = rounds(tmp_path / "ring")[0]
+    assert len(first["leaders"]) == 12 and len(set(first["leaders"])) > 1  # local leaders
+
+
+def test_bfloat16_exchange_halves_the_bytes_and_still_trains(tmp_path) -> None:
+    flags = ["--workers", "2", "--steps", "100", "--period", "10", "--quiet"]
+    full = nosync("train", *flags, "--out", str(tmp_path / "f32"))
+    half = nosync("train", *flags, "--exchange", "bfloat16", "--out", str(tmp_path / "bf16"))
+    assert full.returncode == 0 and half.returncode == 0, half.stderr
+    sent = {name: sum(r["comm_bytes"] for r in rounds(tmp_path / name)) for name in ("f32", "bf16")}
+    assert sent["bf16"] / sent["f32"] == pytest.approx(0.5, abs=0.01)  # the sync rounds' bytes
+    assert summary(tmp_path / "bf16")["test_accuracy"] > 0.9
