@@ -23,7 +23,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.optim.lr_scheduler import CosineAnnealingLR
 from tqdm import tqdm
 
 from . import rules, topology
@@ -35,6 +34,7 @@ from .evaluate import accuracy, accuracy_of, loss_fitness, predict_proba
 from .metrics import MetricsLog, clean_json
 from .models import build_model
 from .swarm import flatten_weights, load_weights
+from .train import lr_scheduler
 
 
 class Particle:
@@ -49,9 +49,7 @@ class Particle:
         self.optimizer = torch.optim.SGD(
             self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
-        self.scheduler = (
-            CosineAnnealingLR(self.optimizer, total) if cfg.lr_schedule == "cosine" else None
-        )
+        self.scheduler = lr_scheduler(self.optimizer, cfg, total, ranks_per_particle=1)
         self.batches = Batches(n, cfg.batch_size, cfg.seed, index, particles, shard=cfg.shard)
         self.generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + index)
         self.velocity: Tensor | None = None

@@ -7,12 +7,13 @@ nothing); the monitor evaluates, logs and draws the progress bar.  Run it throug
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.optim.lr_scheduler import CosineAnnealingLR
+from torch.optim.lr_scheduler import LambdaLR
 
 from . import strategies
 from .config import TrainConfig
@@ -47,7 +48,7 @@ def train(cfg: TrainConfig, topo: strategies.Topology) -> dict[str, Any] | None:
         rank_in_particle=topo.rank_in_particle,
     )
     total = cfg.steps or max(1, round(cfg.epochs * batches.steps_per_epoch))
-    scheduler = CosineAnnealingLR(optimizer, total) if cfg.lr_schedule == "cosine" else None
+    scheduler = lr_scheduler(optimizer, cfg, total, topo.ranks_per_particle)
     strategy = strategies.build(cfg, model, optimizer, fitness, topo, total)
     control = Control(cfg, topo, model, optimizer, scheduler, strategy, total)
     resumed = control.restore()
@@ -76,3 +77,25 @@ def train(cfg: TrainConfig, topo: strategies.Topology) -> dict[str, Any] | None:
     before = monitor.evaluate_swarm(model)  # every particle, their ensemble and weight average
     strategy.finalize()  # every rank now holds the selected model
     return monitor.finish(strategy, model, before)
+
+
+WARMUP = 0.05  # of the steps, for learning rates scaled up for data-parallel particles
+
+
+def lr_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, total: int, ranks_per_particle: int
+) -> LambdaLR | None:
+    """Cosine decay to 0 over the run (``--lr-schedule cosine``), and for a learning rate scaled
+    linearly with the ranks of a data-parallel particle a linear warm-up over the first 5 % of
+    the steps (Goyal et al., "Accurate, Large Minibatch SGD", 2017, shortened to fit short
+    runs)."""
+    cosine = cfg.lr_schedule == "cosine"
+    warmup = round(WARMUP * total) if ranks_per_particle > 1 and cfg.lr_scaling == "linear" else 0
+    if not cosine and not warmup:
+        return None
+
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        return warm * (0.5 * (1 + math.cos(math.pi * step / total)) if cosine else 1.0)
+
+    return LambdaLR(optimizer, factor)
