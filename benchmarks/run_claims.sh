@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Every long measurement behind benchmarks/RESULTS.md, one after another (hours on 2 cores).
+# Each command resumes where it stopped when run again; results land in benchmarks/results/.
+# Run from the repository root with the venv active (or PATH=.venv/bin:$PATH).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+R=benchmarks/results
+step() { echo "== $(date +%H:%M:%S) $*" >&2; }
+
+step "1-3: Fashion-MNIST, mlp"
+nosync compare --strategies single,nosync,nosync-pso,nosync-none,ddp,localsgd,easgd \
+    --workers 2,4,8 --seeds 3 --dataset fashion-mnist --model mlp --epochs 3 --threads 1 \
+    --evals 30 --quiet --out $R/fmnist-mlp > /dev/null
+
+step "1-3: digits"
+nosync compare --strategies single,nosync,nosync-pso,nosync-none,ddp,localsgd,easgd \
+    --workers 2,4,8 --seeds 3 --dataset digits --epochs 10 --evals 40 --threads 1 \
+    --quiet --out $R/digits > /dev/null
+
+step "4: overfitting on a 5,000-example subset"
+nosync compare --strategies single,nosync,nosync-none,localsgd --workers 4 --seeds 3 \
+    --dataset fashion-mnist --train-subset 5000 --epochs 60 --evals 30 --threads 1 \
+    --quiet --out $R/overfit > /dev/null
+
+step "1-3: Fashion-MNIST, cnn"
+nosync compare --strategies single,nosync,ddp,localsgd --workers 2,4,8 --seeds 3 \
+    --dataset fashion-mnist --model cnn --epochs 1 --threads 1 --evals 10 --quiet \
+    --out $R/fmnist-cnn > /dev/null
+
+step "swarms of many (simulated)"
+python benchmarks/simulate_scaling.py --particles 1,2,4,8,16,32,64 --topologies all,ring \
+    --seeds 3 --target 0.95 > /dev/null
+
+step "compressed exchange"
+python benchmarks/compression.py --seeds 3 --workers 4 --epochs 3 > /dev/null
+step done
