@@ -35,7 +35,7 @@ class TrainConfig:
     workers: int = _f(0, "number of ranks (default 4, or 1 for --strategy single)")
     ranks_per_particle: int = _f(1, "ranks per particle; >1 makes each particle a DDP group")
     rule: str = _f("leader", "pull rule of the sync round", rules.RULES)
-    pressure: float = _f(0.1, "pull strength p in [0, 1]")
+    pressure: float = _f(0.3, "pull strength p in [0, 1]")
     schedule: str = _f("constant", "pressure schedule (linear ramps p to 1)", rules.SCHEDULES)
     period: int = _f(25, "optimizer steps between sync rounds")
     inertia: float = _f(0.5, "pso: velocity inertia")
