@@ -12,6 +12,7 @@ PSO-PS).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -56,6 +57,50 @@ def pso_update(
     """
     v = inertia * velocity + c1 * r1 * (personal_best - w) + pressure * c2 * r2 * (leader - w)
     return w + v, v
+
+
+@dataclass
+class PSOState:
+    """One particle's memory under ``pso``: its velocity and the best place it has been."""
+
+    velocity: Tensor | None = None
+    best: Tensor | None = None
+    best_fitness: float = math.inf
+
+
+def pso_round(
+    w: Tensor,
+    fitness: float,
+    leader: Tensor,
+    state: PSOState,
+    *,
+    pressure: float,
+    inertia: float,
+    c1: float,
+    c2: float,
+    generator: torch.Generator,
+) -> Tensor:
+    """A particle's whole ``pso`` round: update its personal best, draw fresh ``r1, r2`` (one
+    per coordinate, from the particle's own seeded generator) and move (:func:`pso_update`)."""
+    if state.best is None or fitness < state.best_fitness:
+        state.best, state.best_fitness = w.clone(), fitness
+    if state.velocity is None:
+        state.velocity = torch.zeros_like(w)
+    r1 = torch.rand(w.shape, generator=generator, dtype=w.dtype).to(w.device)
+    r2 = torch.rand(w.shape, generator=generator, dtype=w.dtype).to(w.device)
+    new, state.velocity = pso_update(
+        w,
+        state.velocity,
+        state.best,
+        leader,
+        pressure=pressure,
+        inertia=inertia,
+        c1=c1,
+        c2=c2,
+        r1=r1,
+        r2=r2,
+    )
+    return new
 
 
 def easgd_update(

@@ -52,9 +52,7 @@ class Particle:
         self.scheduler = lr_scheduler(self.optimizer, cfg, total, ranks_per_particle=1)
         self.batches = Batches(n, cfg.batch_size, cfg.seed, index, particles, shard=cfg.shard)
         self.generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + index)
-        self.velocity: Tensor | None = None
-        self.best: Tensor | None = None
-        self.best_fitness = math.inf
+        self.pso = rules.PSOState()
         self.order: list[Tensor] = []
 
     def step(self, step: int, x: Tensor, y: Tensor) -> None:
@@ -73,7 +71,7 @@ class Particle:
         """A diverged particle: the leader's weights, fresh optimizer and rule state."""
         load_weights(self.model, weights)
         self.optimizer.state.clear()
-        self.velocity, self.best, self.best_fitness = None, None, math.inf
+        self.pso = rules.PSOState()
 
 
 def fitness_of(particle: Particle, fitness: Any) -> float:
@@ -125,23 +123,16 @@ def sync_round(
         elif cfg.rule == "leader":
             load_weights(p.model, rules.leader_pull(flats[i], lead, pressure))
         elif cfg.rule == "pso":
-            if p.best is None or fits[i] < p.best_fitness:
-                p.best, p.best_fitness = flats[i].clone(), fits[i]
-            if p.velocity is None:
-                p.velocity = torch.zeros_like(flats[i])
-            r1 = torch.rand(flats[i].shape, generator=p.generator, dtype=flats[i].dtype)
-            r2 = torch.rand(flats[i].shape, generator=p.generator, dtype=flats[i].dtype)
-            new, p.velocity = rules.pso_update(
+            new = rules.pso_round(
                 flats[i],
-                p.velocity,
-                p.best,
+                fits[i],
                 lead,
+                p.pso,
                 pressure=pressure,
                 inertia=cfg.inertia,
                 c1=cfg.c1,
                 c2=cfg.c2,
-                r1=r1,
-                r2=r2,
+                generator=p.generator,
             )
             load_weights(p.model, new)
     # a real run's rank 0 logs its own (local) leader; with `all` every particle has the same one

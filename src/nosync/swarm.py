@@ -130,10 +130,8 @@ class Swarm:
         self.comm_seconds = 0.0
         self.comm_bytes = 0
         self.best_particle: int | None = None
-        self._velocity: Tensor | None = None
+        self._pso_state = rules.PSOState()
         self._center: Tensor | None = None  # easgd's centre variable, the same on every rank
-        self._personal_best: Tensor | None = None
-        self._personal_best_fitness = math.inf
         self._generator = torch.Generator().manual_seed(seed * 1_000_003 + max(self.particle, 0))
         self.seed, self.topology, self.neighbors = seed, topology, neighbors
         self.exchange_dtype = exchange_dtype
@@ -222,8 +220,7 @@ class Swarm:
             load_weights(self.model, new)
         if me_diverged and new is not flat:
             self.optimizer.state.clear()
-            self._velocity, self._personal_best = None, None
-            self._personal_best_fitness = math.inf
+            self._pso_state = rules.PSOState()
         distance = None
         if target is not None and self.topology == "all":
             distance = self._all_gather(
@@ -323,25 +320,17 @@ class Swarm:
         return value if math.isfinite(value) else math.inf
 
     def _pso(self, flat: Tensor, lead: Tensor, fit: float, pressure: float) -> Tensor:
-        if self._personal_best is None or fit < self._personal_best_fitness:
-            self._personal_best, self._personal_best_fitness = flat.clone(), fit
-        if self._velocity is None:
-            self._velocity = torch.zeros_like(flat)
-        r1 = torch.rand(flat.shape, generator=self._generator, dtype=flat.dtype).to(flat.device)
-        r2 = torch.rand(flat.shape, generator=self._generator, dtype=flat.dtype).to(flat.device)
-        new, self._velocity = rules.pso_update(
+        return rules.pso_round(
             flat,
-            self._velocity,
-            self._personal_best,
+            fit,
             lead,
+            self._pso_state,
             pressure=pressure,
             inertia=self.inertia,
             c1=self.c1,
             c2=self.c2,
-            r1=r1,
-            r2=r2,
+            generator=self._generator,
         )
-        return new
 
     def _easgd(self, flat: Tensor, diverged: list[int], alpha: float) -> tuple[Tensor, float]:
         """EASGD round; the centre starts as the swarm mean at the first round."""
@@ -437,10 +426,10 @@ class Swarm:
         return {
             "step": self.step,
             "rounds": self.rounds,
-            "velocity": self._velocity,
+            "velocity": self._pso_state.velocity,
             "center": self._center,
-            "personal_best": self._personal_best,
-            "personal_best_fitness": self._personal_best_fitness,
+            "personal_best": self._pso_state.best,
+            "personal_best_fitness": self._pso_state.best_fitness,
             "generator": self._generator.get_state(),
             "history": self.history,
             "comm_seconds": self.comm_seconds,
@@ -449,9 +438,10 @@ class Swarm:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.rounds = int(state["step"]), int(state["rounds"])
-        self._velocity, self._personal_best = state["velocity"], state["personal_best"]
+        self._pso_state = rules.PSOState(
+            state["velocity"], state["personal_best"], float(state["personal_best_fitness"])
+        )
         self._center = state["center"]
-        self._personal_best_fitness = float(state["personal_best_fitness"])
         self._generator.set_state(state["generator"])
         self.history = list(state["history"])
         self.comm_seconds, self.comm_bytes = state["comm_seconds"], state["comm_bytes"]
