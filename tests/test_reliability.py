@@ -166,6 +166,6 @@ def test_resume_refuses_a_checkpoint_of_another_run_or_a_corrupt_one(
     latest = json.loads((finished_run / "checkpoints" / "latest.json").read_text())
     rank_file = finished_run / "checkpoints" / latest["dir"] / "rank-00001.pt"
     rank_file.write_bytes(rank_file.read_bytes()[:100])
-    result = nosync("train", "--resume", str(finished_run), "--steps", "60")
+    result = nosync("train", "--resume", str(finished_run))
     assert result.returncode == 2 and "corrupt checkpoint" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
