@@ -73,7 +73,9 @@ def test_kill_9_of_a_worker_restarts_the_group_from_the_last_checkpoint(tmp_path
     subprocess.run(["kill", "-9", str(victim)], check=True)
     _, err = run.communicate(timeout=180)
     assert run.returncode == 0, err
-    assert "lost contact with another rank" in err
+    # The survivor may report the lost peer or be stopped by the agent first; the restart
+    # itself is always announced.
+    assert "restart 1 after a worker failed: resuming from the checkpoint" in err, err
     s = summary(out)
     assert s["restarts"] == 1 and s["test_accuracy"] > 0.9
     resumes = [r for r in read_metrics(out / "metrics.jsonl") if r["type"] == "resume"]

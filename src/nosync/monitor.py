@@ -84,8 +84,9 @@ class Monitor:
                 self.log.write(
                     {"type": "resume", "step": start, "restart": restarts, "time": time.time()}
                 )
+                why = f"restart {restarts} after a worker failed: " if restarts else ""
                 print(
-                    f"nosync: resuming from the checkpoint at step {start}",
+                    f"nosync: {why}resuming from the checkpoint at step {start}",
                     file=sys.stderr,
                     flush=True,
                 )
