@@ -138,14 +138,18 @@ def compare_table(data: dict[str, Any]) -> str:
         "",
         "| strategy | N | seeds | test acc % (selected) | ensemble % | weight avg % | "
         "steps to target | S(N) steps | time to target s | S(N) wall | train s | "
-        "samples/s (all workers) | spread (end) | train-test gap % (end) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "samples/s (all workers) | spread (mean) | spread (end) | best test acc % (curve) | "
+        "train-test gap % (end) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (label, n), entries in _groups(data).items():
         s = [e["summary"] for e in entries]
         last = [e["curve"][-1] for e in entries if e["curve"]]
         sp = speed[(label, n)]
         gap = [p["selected_train_accuracy"] - p["selected_test_accuracy"] for p in last]
+        # Exploration is the spread while training, not at the end (a swarm converges then).
+        spread = [statistics.mean(p["spread"] for p in e["curve"]) for e in entries if e["curve"]]
+        best = [max(p["selected_test_accuracy"] for p in e["curve"]) for e in entries if e["curve"]]
         steps = "-" if sp["steps"] is None else f"{sp['steps']:.0f} ({sp['reached']}/{sp['runs']})"
         lines.append(
             f"| {label} | {n} | {len(entries)} "
@@ -156,7 +160,8 @@ def compare_table(data: dict[str, Any]) -> str:
             f"| {_fmt(sp.get('speedup_wall'))} "
             f"| {_mean_std([x['train_seconds'] for x in s], 1, 1)} "
             f"| {_mean_std([x['train_samples_per_second'] for x in s], 1, 0)} "
-            f"| {_mean_std([p['spread'] for p in last], 1, 2)} | {_mean_std(gap, 100)} |"
+            f"| {_mean_std(spread, 1, 2)} | {_mean_std([p['spread'] for p in last], 1, 2)} "
+            f"| {_mean_std(best, 100)} | {_mean_std(gap, 100)} |"
         )
     failed = [name for name, e in data["cells"].items() if "failed" in e]
     if failed:
