@@ -181,32 +181,66 @@ def run_compare(
     bar = tqdm(
         cells, desc="compare", unit="run", disable=quiet, file=sys.stderr, dynamic_ncols=True
     )
-    for cell in bar:
-        bar.set_postfix_str(cell.name, refresh=True)
-        folder = out / "cells" / cell.name
-        if cell.name in data["cells"] and "failed" not in data["cells"][cell.name]:
-            continue  # finished in an earlier, interrupted comparison
-        code = _run_cell(cell, cell_config(base_values, cell, steps, eval_every, folder), folder)
-        if code == INTERRUPTED:
-            status = INTERRUPTED
-            break
-        if code == 0:
-            data["cells"][cell.name] = {"cell": cell.__dict__, **collect(folder)}
-        else:
-            status = 1
-            log = folder.with_suffix(".log")
-            data["cells"][cell.name] = {"cell": cell.__dict__, "failed": f"exit {code}, see {log}"}
-            bar.write(
-                f"nosync: compare: {cell.name} failed (exit {code}); see {log}", file=sys.stderr
-            )
-        atomic_write_text(index, json.dumps(data, indent=1) + "\n")
+    ctrl_c = _CtrlC()
+    with ctrl_c:
+        for cell in bar:
+            bar.set_postfix_str(cell.name, refresh=True)
+            folder = out / "cells" / cell.name
+            if cell.name in data["cells"] and "failed" not in data["cells"][cell.name]:
+                continue  # finished in an earlier, interrupted comparison
+            if ctrl_c.pressed:
+                status = INTERRUPTED
+                break
+            config = cell_config(base_values, cell, steps, eval_every, folder)
+            code = _run_cell(config, folder, ctrl_c)
+            if code == 0:
+                data["cells"][cell.name] = {"cell": cell.__dict__, **collect(folder)}
+            elif ctrl_c.pressed:  # the cell saved a checkpoint and stopped; it resumes next time
+                status = INTERRUPTED
+                break
+            else:
+                status = 1
+                log = folder.with_suffix(".log")
+                failed = f"exit {code}, see {log}"
+                data["cells"][cell.name] = {"cell": cell.__dict__, "failed": failed}
+                bar.write(
+                    f"nosync: compare: {cell.name} failed (exit {code}); see {log}",
+                    file=sys.stderr,
+                )
+            atomic_write_text(index, json.dumps(data, indent=1) + "\n")
+    if ctrl_c.pressed:
+        status = INTERRUPTED
     bar.close()
     if status != INTERRUPTED:
         write_compare_report(out)
     return status
 
 
-def _run_cell(cell: Cell, config: dict[str, Any], folder: Path) -> int:
+class _CtrlC:
+    """Ctrl+C during a comparison, whenever it comes: a running cell gets the SIGINT (it saves a
+    checkpoint and stops), and no further cell starts."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self.child: subprocess.Popen | None = None
+
+    def __enter__(self) -> _CtrlC:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, *_: object) -> None:
+        self.pressed = True
+        self.forward()
+
+    def forward(self) -> None:
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGINT)
+
+
+def _run_cell(config: dict[str, Any], folder: Path, ctrl_c: _CtrlC) -> int:
     """One cell as a subprocess; resumes from the cell's checkpoint when it has one."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     if (folder / "checkpoints" / "latest.json").exists():
@@ -218,18 +252,12 @@ def _run_cell(cell: Cell, config: dict[str, Any], folder: Path) -> int:
         atomic_write_text(toml, TrainConfig(**config).to_toml())
         cmd = ["train", "--config", str(toml)]
     with open(folder.with_suffix(".log"), "a", encoding="utf-8") as log:
-        child = subprocess.Popen([sys.executable, "-m", "nosync", *cmd], stdout=log, stderr=log)
-
-        interrupted = []
-
-        def forward(*_: object) -> None:
-            """Ctrl+C: let the cell stop by itself (it saves a checkpoint), then stop here."""
-            interrupted.append(True)
-            child.send_signal(signal.SIGINT)
-
-        previous = signal.signal(signal.SIGINT, forward)
+        ctrl_c.child = subprocess.Popen(
+            [sys.executable, "-m", "nosync", *cmd], stdout=log, stderr=log
+        )
+        if ctrl_c.pressed:  # Ctrl+C came while the cell was being set up
+            ctrl_c.forward()
         try:
-            code = child.wait()
+            return ctrl_c.child.wait()
         finally:
-            signal.signal(signal.SIGINT, previous)
-        return INTERRUPTED if interrupted else code
+            ctrl_c.child = None
