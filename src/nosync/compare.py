@@ -189,14 +189,12 @@ def run_compare(
             if cell.name in data["cells"] and "failed" not in data["cells"][cell.name]:
                 continue  # finished in an earlier, interrupted comparison
             if ctrl_c.pressed:
-                status = INTERRUPTED
                 break
             config = cell_config(base_values, cell, steps, eval_every, folder)
             code = _run_cell(config, folder, ctrl_c)
             if code == 0:
                 data["cells"][cell.name] = {"cell": cell.__dict__, **collect(folder)}
             elif ctrl_c.pressed:  # the cell saved a checkpoint and stopped; it resumes next time
-                status = INTERRUPTED
                 break
             else:
                 status = 1

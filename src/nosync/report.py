@@ -144,12 +144,13 @@ def compare_table(data: dict[str, Any]) -> str:
     ]
     for (label, n), entries in _groups(data).items():
         s = [e["summary"] for e in entries]
-        last = [e["curve"][-1] for e in entries if e["curve"]]
+        curves = [e["curve"] for e in entries if e["curve"]]
+        last = [c[-1] for c in curves]
         sp = speed[(label, n)]
         gap = [p["selected_train_accuracy"] - p["selected_test_accuracy"] for p in last]
         # Exploration is the spread while training, not at the end (a swarm converges then).
-        spread = [statistics.mean(p["spread"] for p in e["curve"]) for e in entries if e["curve"]]
-        best = [max(p["selected_test_accuracy"] for p in e["curve"]) for e in entries if e["curve"]]
+        spread = [statistics.mean(p["spread"] for p in c) for c in curves]
+        best = [max(p["selected_test_accuracy"] for p in c) for c in curves]
         steps = "-" if sp["steps"] is None else f"{sp['steps']:.0f} ({sp['reached']}/{sp['runs']})"
         lines.append(
             f"| {label} | {n} | {len(entries)} "
