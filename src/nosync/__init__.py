@@ -5,8 +5,18 @@ best one.  The public API is :class:`Swarm`; ``nosync train`` runs it from the c
 """
 
 from .evaluate import loss_fitness
-from .rules import RULES
+from .rules import REGISTRY, RULES, Rule
 from .swarm import Swarm, SwarmDivergedError, particle_groups
+from .transport import LocalWorld
 
-__all__ = ["RULES", "Swarm", "SwarmDivergedError", "loss_fitness", "particle_groups"]
+__all__ = [
+    "REGISTRY",
+    "RULES",
+    "LocalWorld",
+    "Rule",
+    "Swarm",
+    "SwarmDivergedError",
+    "loss_fitness",
+    "particle_groups",
+]
 __version__ = "0.1.0"

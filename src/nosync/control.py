@@ -23,7 +23,8 @@ from torch import nn
 
 from . import checkpoint
 from .config import TrainConfig, parse_inject
-from .strategies import Strategy, Topology
+from .placement import Placement
+from .strategies import Strategy
 
 
 class Interrupted(Exception):
@@ -66,17 +67,18 @@ class Control:
     def __init__(
         self,
         cfg: TrainConfig,
-        topo: Topology,
+        placement: Placement,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None,
         strategy: Strategy,
         total_steps: int,
     ) -> None:
-        self.cfg, self.topo, self.total = cfg, topo, total_steps
+        self.cfg, self.placement, self.total = cfg, placement, total_steps
         self.model, self.optimizer, self.strategy = model, optimizer, strategy
         self.scheduler = scheduler
-        self.faults = {step for kind, step, rank in parse_inject(cfg.inject) if rank == topo.rank}
+        faults = parse_inject(cfg.inject)
+        self.faults = {step for kind, step, rank in faults if rank == placement.rank}
         self.save_every = cfg.checkpoint_every * cfg.period
         self._previous_handler = install_sigint_handler()
 
@@ -84,8 +86,10 @@ class Control:
         signal.signal(signal.SIGINT, self._previous_handler)
 
     # ---- after every optimizer step --------------------------------------------------------
-    def after_step(self, step: int, monitor_state: Callable[[], dict[str, Any]]) -> None:
-        """Inject faults, and at vote steps agree on stopping and save checkpoints."""
+    def after_step(self, monitor_state: Callable[[], dict[str, Any]]) -> None:
+        """Inject faults, and at vote steps agree on stopping and save checkpoints (at the
+        strategy's step, the run's one step counter)."""
+        step = self.strategy.step
         if step in self.faults:
             self._inject_nan(step)
         if step % self.cfg.period and step != self.total:
@@ -103,7 +107,7 @@ class Control:
 
     def _inject_nan(self, step: int) -> None:
         print(
-            f"nosync: rank {self.topo.rank}: injecting NaN weights at step {step}",
+            f"nosync: rank {self.placement.rank}: injecting NaN weights at step {step}",
             file=sys.stderr,
             flush=True,
         )
@@ -121,12 +125,12 @@ class Control:
             "strategy": self.strategy.state_dict(),
             "rng": torch.get_rng_state(),
             "monitor": monitor,
-            "rank": self.topo.rank,
+            "rank": self.placement.rank,
         }
-        checkpoint.save_rank(self.cfg.out, step, self.topo.rank, state)
+        checkpoint.save_rank(self.cfg.out, step, self.placement.rank, state)
         dist.barrier()
-        if self.topo.rank == 0:
-            checkpoint.commit(self.cfg.out, step, self.topo.world, self.cfg.to_dict())
+        if self.placement.rank == 0:
+            checkpoint.commit(self.cfg.out, step, self.placement.world, self.cfg.to_dict())
 
     def restore(self) -> dict[str, Any] | None:
         """Load this rank's part of the latest checkpoint when resuming or restarting."""
@@ -136,7 +140,7 @@ class Control:
         record = checkpoint.latest(self.cfg.out)
         if record is None:
             return None  # a restart before the first checkpoint starts over
-        state = checkpoint.load_rank(self.cfg.out, record, self.topo.rank)
+        state = checkpoint.load_rank(self.cfg.out, record, self.placement.rank)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler:

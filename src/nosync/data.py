@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import seeds
 from .errors import UserError
 
 DATASETS = ("digits", "fashion-mnist", "mnist")
@@ -189,7 +190,7 @@ def fitness_split(n: int, size: int, seed: int) -> tuple[Tensor, Tensor]:
     size = size or min(512, n // 10)
     if not 0 < size < n:
         raise UserError(f"fitness_size: {size} does not leave training data out of {n} examples")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(n, generator=seeds.generator(seeds.fitness_split(seed)))
     return order[size:].sort().values, order[:size].sort().values
 
 
@@ -219,7 +220,7 @@ class Batches:
         self.seed, self.particle = seed, particle
         self.batch_size, self.k, self.j = batch_size, ranks_per_particle, rank_in_particle
         if shard and particles > 1:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919))
+            order = torch.randperm(n, generator=seeds.generator(seeds.shard(seed)))
             per = n // particles
             self.pool = order[particle * per : (particle + 1) * per].sort().values
         else:
@@ -233,7 +234,7 @@ class Batches:
 
     def epoch(self, epoch: int, start: int = 0) -> list[Tensor]:
         """The index batches of one epoch for this rank, from batch ``start`` on."""
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.particle) * 10_007 + epoch)
+        g = seeds.generator(seeds.batch_order(self.seed, self.particle, epoch))
         perm = self.pool[torch.randperm(len(self.pool), generator=g)]
         big = self.batch_size * self.k
         out = []

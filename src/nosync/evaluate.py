@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -52,3 +53,16 @@ def mean_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 2048) ->
 def loss_fitness(x: Tensor, y: Tensor) -> Callable[[nn.Module], float]:
     """A ``Swarm`` fitness: mean loss on a fixed held-out set (never the test set)."""
     return lambda model: mean_loss(model, x, y)
+
+
+def fitness_value(fitness: Callable[[nn.Module], float], model: nn.Module, flat: Tensor) -> float:
+    """A particle's fitness as the swarm sees it: +inf when its weights (``flat``) or its loss
+    are not finite, so that a diverged particle never leads."""
+    if not bool(torch.isfinite(flat).all()):
+        return math.inf
+    value = fitness(model)
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"fitness must return a number, got {type(value).__name__}") from err
+    return value if math.isfinite(value) else math.inf

@@ -93,8 +93,7 @@ def _init_process_group(backend: str, timeout: timedelta) -> None:
 def worker(cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
     """One rank, start to finish (module level, so the spawn start method can pickle it)."""
     from .control import Interrupted, install_sigint_handler
-    from .strategies import Topology
-    from .swarm import particle_groups
+    from .placement import place
     from .train import train
 
     install_sigint_handler()  # from the start: a Ctrl+C during set-up stops at the first vote
@@ -112,11 +111,7 @@ def worker(cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
                 f"workers: the launcher started {dist.get_world_size()} ranks but the "
                 f"configuration asks for {cfg.workers}"
             )
-        swarm_group, particle_group = particle_groups(cfg.ranks_per_particle, timeout)
-        topo = Topology(
-            rank, dist.get_world_size(), cfg.ranks_per_particle, swarm_group, particle_group
-        )
-        return train(cfg, topo)
+        return train(cfg, place(cfg.ranks_per_particle, timeout))
     except Interrupted as stop:
         if rank == 0:
             print(

@@ -23,9 +23,10 @@ from .config import TrainConfig
 from .data import Dataset
 from .evaluate import accuracy, accuracy_of, predict_proba
 from .metrics import MetricsLog, truncate_metrics, write_summary
+from .placement import Placement
 from .rules import mean_pairwise_distance
-from .strategies import Strategy, Topology
-from .swarm import flatten_weights, load_weights
+from .strategies import Strategy
+from .weights import flatten_weights, load_weights
 
 TRAIN_EVAL_EXAMPLES = 2000  # training accuracy (for the generalisation gap) on a fixed subset
 
@@ -41,7 +42,7 @@ class Monitor:
     def __init__(
         self,
         cfg: TrainConfig,
-        topo: Topology,
+        place: Placement,
         data: Dataset,
         x_train: Tensor,
         y_train: Tensor,
@@ -50,9 +51,9 @@ class Monitor:
         steps_per_epoch: int,
         wall_start: float,
     ) -> None:
-        self.cfg, self.topo, self.data, self.fitness = cfg, topo, data, fitness
+        self.cfg, self.place, self.data, self.fitness = cfg, place, data, fitness
         self.total, self.steps_per_epoch = total_steps, steps_per_epoch
-        self.root = topo.rank == 0
+        self.root = place.rank == 0
         n = TRAIN_EVAL_EXAMPLES
         self.x_train_eval, self.y_train_eval = x_train[:n], y_train[:n]
         self.out = Path(cfg.out)
@@ -113,7 +114,8 @@ class Monitor:
         self.bar.close()
 
     # ---- during training ------------------------------------------------------------------
-    def after_step(self, step: int, strategy: Strategy, model: nn.Module) -> None:
+    def after_step(self, strategy: Strategy, model: nn.Module) -> None:
+        step = strategy.step
         self.bar.update(1)
         if len(strategy.history) > self.logged_rounds:
             self._log_rounds(strategy, step)
@@ -125,7 +127,7 @@ class Monitor:
         for record in strategy.history[self.logged_rounds :]:
             if self.log:
                 self.log.write({"type": "round", **record})
-            for particle in record.get("reset") or [] if self.root else []:
+            for particle in record["reset"] if self.root else []:
                 self.bar.write(
                     f"nosync: particle {particle} diverged (non-finite fitness or weights) before "
                     f"step {record['step']}; reset to the leader, particle {record['leader']}",
@@ -133,7 +135,7 @@ class Monitor:
                 )
         self.logged_rounds = len(strategy.history)
         last = strategy.history[-1]
-        finite = [f for f in last.get("fitness") or [] if f is not None]
+        finite = [f for f in last["fitness"] or [] if f is not None]
         if finite:
             self.bar.set_postfix(
                 epoch=step // self.steps_per_epoch,
@@ -149,8 +151,8 @@ class Monitor:
         """Per-particle test/train accuracy and fitness, the selected model's accuracy and the
         swarm spread, logged on rank 0."""
         start = time.perf_counter()
-        if self.topo.is_head:
-            group = self.topo.swarm_group
+        if self.place.is_head:
+            group = self.place.swarm_group
             own = torch.tensor(
                 self._accuracies(model) + [float(self.fitness(model))], dtype=torch.float64
             )
@@ -189,7 +191,7 @@ class Monitor:
             fitness = torch.nan_to_num(rows[:, 2], nan=math.inf)
             best = int(fitness.argmin()) if strategy.selection == "best" else 0
             return rows[best, :2].tolist()
-        center = strategy.center() if strategy.selection == "center" else None
+        center = strategy.center() if strategy.selection == "center" else None  # flat weights
         if self._scratch is None:
             self._scratch = copy.deepcopy(model)
         load_weights(self._scratch, weights.mean(0) if center is None else center)
@@ -198,9 +200,9 @@ class Monitor:
     # ---- at the end ---------------------------------------------------------------------------
     def evaluate_swarm(self, model: nn.Module) -> dict[str, Any]:
         """Before finalize: each particle's test accuracy, their ensemble and weight average."""
-        if not self.topo.is_head:
+        if not self.place.is_head:
             return {}
-        group, y = self.topo.swarm_group, self.data.y_test
+        group, y = self.place.swarm_group, self.data.y_test
         probs = gather(predict_proba(model, self.data.x_test), group)
         mean = gather(flatten_weights(model), group).mean(0)
         averaged = copy.deepcopy(model)
@@ -220,19 +222,18 @@ class Monitor:
         comm_seconds, comm_bytes = strategy.comm()
         rounds = strategy.history
         samples = self.total * self.cfg.batch_size * self.cfg.workers
-        swarm = getattr(strategy, "swarm", None)
         summary = {
             "strategy": self.cfg.strategy,
             "rule": self.cfg.rule if self.cfg.strategy == "nosync" else None,
             "workers": self.cfg.workers,
-            "particles": self.topo.particles,
-            "ranks_per_particle": self.topo.ranks_per_particle,
+            "particles": self.place.particles,
+            "ranks_per_particle": self.place.ranks_per_particle,
             "dataset": self.cfg.dataset,
             "model": self.cfg.model,
             "seed": self.cfg.seed,
-            "selected": strategy.selected,
-            "best_particle": getattr(swarm, "best_particle", 0),
-            "final_fitness": getattr(swarm, "final_fitness", None),
+            "selected": strategy.describe_selected(),
+            "best_particle": strategy.best_particle(),
+            "final_fitness": strategy.final_fitness(),
             "test_accuracy": accuracy(model, self.data.x_test, self.data.y_test),
             **before,
             "steps": self.total,
@@ -246,7 +247,7 @@ class Monitor:
             "sync_seconds": sum(r["seconds"] for r in rounds),
             "comm_bytes": comm_bytes,
             "comm_seconds": comm_seconds,
-            "leaders": [r.get("leader") for r in rounds],
+            "leaders": [r["leader"] for r in rounds],
             "restarts": int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")),
         }
         if self.log:

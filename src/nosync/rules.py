@@ -1,8 +1,16 @@
-"""The pull rules of a sync round, as pure tensor functions.
+"""The pull rules of a round: the equations as pure tensor functions, and one small object per
+rule that says what the round must fetch for it and applies the equation.
 
-Nothing here knows about processes or models: every function takes flat weight vectors (a
-particle's parameters and floating-point buffers, concatenated) and returns new ones, so each can
-be checked against its equation in isolation.  ``swarm.py`` does the communication around them.
+Nothing here knows about processes: a rule sees flat weight vectors (a particle's parameters and
+floating-point buffers, concatenated).  A rule declares
+
+- ``needs_fitness``: whether the round evaluates and exchanges fitness for it;
+- ``exchange``: what the round fetches: ``"leader"`` (the leader's weights), ``"sum"`` (the sum
+  over the live particles of :meth:`Rule.contribution`) or ``"none"``;
+- ``target``: the name of the point it pulls toward, for the log;
+
+and implements :meth:`Rule.anchor` (that point) and :meth:`Rule.pull` (the new weights).  A new
+rule is one class here plus a line in ``REGISTRY``.
 
 The NoSync paper (Isakov & Kinsy, ICANN 2018) is not available to us in full; ``leader_pull`` is a
 reconstruction from its abstract and from its closest published relatives (Leader SGD, EASGD,
@@ -12,16 +20,21 @@ PSO-PS).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+
+from . import seeds
 
 RULES = ("leader", "pso", "elastic", "none")  # the rules of `nosync train --rule`
 SWARM_RULES = (*RULES, "easgd")  # `easgd` is a strategy of its own (it selects the centre)
 SCHEDULES = ("constant", "linear")
 
 
+# ---- the equations ------------------------------------------------------------------------------
 def leader_pull(w: Tensor, leader: Tensor, pressure: float) -> Tensor:
     """NoSync (reconstruction): ``w <- w + p * (w_leader - w)``.
 
@@ -48,7 +61,7 @@ def pso_update(
     r1: Tensor,
     r2: Tensor,
 ) -> tuple[Tensor, Tensor]:
-    """Particle-swarm step in weight space (PSO-PS style), applied once per sync round.
+    """Particle-swarm step in weight space (PSO-PS style), applied once per round.
 
     ``v <- inertia*v + c1*r1*(w_best - w) + p*c2*r2*(w_leader - w)`` and ``w <- w + v``.
     The pressure ``p`` scales the social term so that a pressure schedule works for ``pso`` as
@@ -57,50 +70,6 @@ def pso_update(
     """
     v = inertia * velocity + c1 * r1 * (personal_best - w) + pressure * c2 * r2 * (leader - w)
     return w + v, v
-
-
-@dataclass
-class PSOState:
-    """One particle's memory under ``pso``: its velocity and the best place it has been."""
-
-    velocity: Tensor | None = None
-    best: Tensor | None = None
-    best_fitness: float = math.inf
-
-
-def pso_round(
-    w: Tensor,
-    fitness: float,
-    leader: Tensor,
-    state: PSOState,
-    *,
-    pressure: float,
-    inertia: float,
-    c1: float,
-    c2: float,
-    generator: torch.Generator,
-) -> Tensor:
-    """A particle's whole ``pso`` round: update its personal best, draw fresh ``r1, r2`` (one
-    per coordinate, from the particle's own seeded generator) and move (:func:`pso_update`)."""
-    if state.best is None or fitness < state.best_fitness:
-        state.best, state.best_fitness = w.clone(), fitness
-    if state.velocity is None:
-        state.velocity = torch.zeros_like(w)
-    r1 = torch.rand(w.shape, generator=generator, dtype=w.dtype).to(w.device)
-    r2 = torch.rand(w.shape, generator=generator, dtype=w.dtype).to(w.device)
-    new, state.velocity = pso_update(
-        w,
-        state.velocity,
-        state.best,
-        leader,
-        pressure=pressure,
-        inertia=inertia,
-        c1=c1,
-        c2=c2,
-        r1=r1,
-        r2=r2,
-    )
-    return new
 
 
 def easgd_update(
@@ -144,3 +113,222 @@ def mean_pairwise_distance(weights: Tensor) -> float:
     if weights.shape[0] < 2:
         return 0.0
     return float(torch.pdist(weights.double()).mean())
+
+
+# ---- rule objects -----------------------------------------------------------------------------
+@dataclass
+class Exchanged:
+    """What the round fetched for a rule, and the round's settings."""
+
+    pressure: float
+    fitness: float = math.inf  # this particle's (inf when not evaluated or diverged)
+    leader: Tensor | None = None  # exchange "leader": the leader's weights
+    total: Tensor | None = None  # exchange "sum": the sum of the live particles' contributions
+    alive: int = 0  # exchange "sum": how many particles contributed
+
+
+@dataclass(frozen=True)
+class RuleOptions:
+    """Everything a rule may be built from (each rule takes what it needs)."""
+
+    particle: int = 0
+    seed: int = 0
+    inertia: float = 0.5
+    c1: float = 0.5
+    c2: float = 2.0
+
+
+class Rule:
+    """A pull rule.  Subclasses set the class attributes and implement :meth:`pull`."""
+
+    name: ClassVar[str]
+    needs_fitness: ClassVar[bool] = True
+    exchange: ClassVar[str] = "leader"
+    target: ClassVar[str | None] = "leader"
+
+    @classmethod
+    def create(cls, options: RuleOptions) -> Rule:
+        return cls()
+
+    def prepare(self, own: Tensor, mean: Callable[[Tensor], Tensor]) -> None:
+        """Exchange ``sum``: called before :meth:`contribution`; ``mean`` averages over the
+        live particles (a collective: every particle calls it the same number of times)."""
+
+    def contribution(self, own: Tensor) -> Tensor:
+        """Exchange ``sum``: this particle's part of the sum."""
+        return own
+
+    def anchor(self, own: Tensor, got: Exchanged) -> Tensor:
+        """The point pulled toward (the distance in the log is measured to it)."""
+        assert got.leader is not None
+        return got.leader
+
+    def pull(self, own: Tensor, anchor: Tensor, got: Exchanged) -> Tensor:
+        raise NotImplementedError
+
+    def restart(self, anchor: Tensor, got: Exchanged) -> Tensor:
+        """Where a diverged particle restarts (its rule state is then :meth:`reset`)."""
+        return anchor
+
+    def reset(self) -> None:
+        """Forget this particle's memory (after it diverged)."""
+
+    def selected_weights(self) -> Tensor | None:
+        """The model the rule ends with when it is not the best particle (EASGD's centre)."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+class LeaderRule(Rule):
+    """NoSync (reconstruction): :func:`leader_pull` toward the (local) leader's weights."""
+
+    name = "leader"
+
+    def pull(self, own: Tensor, anchor: Tensor, got: Exchanged) -> Tensor:
+        return leader_pull(own, anchor, got.pressure)
+
+
+class PSORule(Rule):
+    """:func:`pso_update`, with the particle's velocity, personal best and its own seeded
+    generator for ``r1, r2`` (one draw per coordinate, every round)."""
+
+    name = "pso"
+
+    def __init__(self, options: RuleOptions) -> None:
+        self.inertia, self.c1, self.c2 = options.inertia, options.c1, options.c2
+        self.generator = seeds.generator(seeds.pso(options.seed, options.particle))
+        self.reset()
+
+    @classmethod
+    def create(cls, options: RuleOptions) -> Rule:
+        return cls(options)
+
+    def reset(self) -> None:
+        self.velocity: Tensor | None = None
+        self.best: Tensor | None = None
+        self.best_fitness = math.inf
+
+    def pull(self, own: Tensor, anchor: Tensor, got: Exchanged) -> Tensor:
+        if self.best is None or got.fitness < self.best_fitness:
+            self.best, self.best_fitness = own.clone(), got.fitness
+        if self.velocity is None:
+            self.velocity = torch.zeros_like(own)
+        r1 = torch.rand(own.shape, generator=self.generator, dtype=own.dtype).to(own.device)
+        r2 = torch.rand(own.shape, generator=self.generator, dtype=own.dtype).to(own.device)
+        new, self.velocity = pso_update(
+            own,
+            self.velocity,
+            self.best,
+            anchor,
+            pressure=got.pressure,
+            inertia=self.inertia,
+            c1=self.c1,
+            c2=self.c2,
+            r1=r1,
+            r2=r2,
+        )
+        return new
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "velocity": self.velocity,
+            "best": self.best,
+            "best_fitness": self.best_fitness,
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.velocity, self.best = state["velocity"], state["best"]
+        self.best_fitness = float(state["best_fitness"])
+        self.generator.set_state(state["generator"])
+
+
+class ElasticRule(Rule):
+    """:func:`elastic_pull` toward the mean of the live particles; needs no fitness."""
+
+    name = "elastic"
+    needs_fitness = False
+    exchange = "sum"
+    target = "mean"
+
+    def anchor(self, own: Tensor, got: Exchanged) -> Tensor:
+        assert got.total is not None
+        return got.total / got.alive
+
+    def pull(self, own: Tensor, anchor: Tensor, got: Exchanged) -> Tensor:
+        return elastic_pull(own, anchor, got.pressure)
+
+    def restart(self, anchor: Tensor, got: Exchanged) -> Tensor:
+        return anchor.clone()
+
+
+class EASGDRule(Rule):
+    """:func:`easgd_update` with the centre variable, the same on every particle; it starts as
+    the swarm mean at the first round.  The pressure is EASGD's moving rate alpha."""
+
+    name = "easgd"
+    needs_fitness = False
+    exchange = "sum"
+    target = "center"
+
+    def __init__(self) -> None:
+        self.center: Tensor | None = None
+
+    def prepare(self, own: Tensor, mean: Callable[[Tensor], Tensor]) -> None:
+        if self.center is None:
+            self.center = mean(own)
+
+    def contribution(self, own: Tensor) -> Tensor:
+        assert self.center is not None
+        return own - self.center
+
+    def anchor(self, own: Tensor, got: Exchanged) -> Tensor:
+        assert self.center is not None
+        return self.center
+
+    def pull(self, own: Tensor, anchor: Tensor, got: Exchanged) -> Tensor:
+        assert got.total is not None
+        new, self.center = easgd_update(own, anchor, got.total, got.pressure)
+        return new
+
+    def restart(self, anchor: Tensor, got: Exchanged) -> Tensor:
+        self.pull(anchor, anchor, got)  # the centre moves as on every particle
+        assert self.center is not None
+        return self.center.clone()
+
+    def selected_weights(self) -> Tensor | None:
+        return self.center
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"center": self.center}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.center = state["center"]
+
+
+class NoneRule(Rule):
+    """No pull at all: independent workers (the ensemble baseline); a round does no work."""
+
+    name = "none"
+    needs_fitness = False
+    exchange = "none"
+    target = None
+
+    def pull(self, own: Tensor, anchor: Tensor, got: Exchanged) -> Tensor:
+        return own
+
+
+REGISTRY: dict[str, type[Rule]] = {
+    rule.name: rule for rule in (LeaderRule, PSORule, ElasticRule, EASGDRule, NoneRule)
+}
+
+
+def make_rule(name: str, options: RuleOptions) -> Rule:
+    if name not in REGISTRY:
+        raise ValueError(f"rule must be one of {', '.join(REGISTRY)}, got {name!r}")
+    return REGISTRY[name].create(options)

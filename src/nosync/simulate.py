@@ -1,21 +1,22 @@
-"""``nosync simulate --particles P``: a swarm of P particles in one process, one after another.
+"""``nosync simulate --particles P``: a swarm of P particles in one process.
 
 For studying *statistical* efficiency (steps per particle to a target accuracy) with far more
-particles than there are machines.  It runs the same pieces as a real run - the same data order
-per particle, initialisation, optimizer, fitness and the same pull rules, leader election and
-neighbourhoods from ``rules.py`` and ``topology.py`` - but in sequence, with no process group.
-With one thread it reproduces a real ``nosync train`` run of the same configuration: the same
-leaders and, up to the order of floating-point sums, the same weights.
+particles than there are machines.  Every particle is an ordinary :class:`~nosync.swarm.Swarm`
+with the same data order, initialisation, optimizer, fitness, rule and neighbourhoods as in a
+real run; they run as threads of this process and meet for their rounds on a
+:class:`~nosync.transport.LocalWorld` instead of a process group, so the round is the real one,
+not a copy.  With one thread per particle it reproduces a real ``nosync train`` run of the same
+configuration: the same leaders and, up to the order of floating-point sums, the same weights.
 
-What it does not predict: wall time on a cluster.  There is no communication, no waiting for
-stragglers, no network; a simulated round costs nothing but the fitness evaluations.
+What it does not predict: wall time on a cluster.  There is no network and no straggler; the
+particles share this machine's cores.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,130 +26,102 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from . import rules, topology
+from . import rules, seeds
 from .checkpoint import atomic_torch_save, atomic_write_text
 from .config import TrainConfig
-from .data import Batches, fitness_split, load_dataset
+from .data import Batches, Dataset, fitness_split, load_dataset
 from .errors import UserError
-from .evaluate import accuracy, accuracy_of, loss_fitness, predict_proba
+from .evaluate import accuracy, accuracy_of, fitness_value, loss_fitness, predict_proba
 from .metrics import MetricsLog, clean_json
 from .models import build_model
-from .swarm import flatten_weights, load_weights
+from .swarm import Swarm
 from .train import lr_scheduler
+from .transport import LocalWorld
+from .weights import flatten_weights
 
 
 class Particle:
-    """One particle's model, optimizer, data order and rule state."""
+    """One particle: model, optimizer, schedule, data order and its ``Swarm``."""
 
     def __init__(
-        self, cfg: TrainConfig, index: int, particles: int, data: Any, n: int, total: int
+        self, cfg: TrainConfig, index: int, world: LocalWorld, data: Dataset, fitness: Any, n: int
     ) -> None:
-        init_seed = cfg.seed if cfg.init == "same" else cfg.seed + 1000 * (index + 1)
-        self.index = index
+        self.index, self.fitness = index, fitness
+        self.order: list[Tensor] = []
+        init_seed = seeds.init(cfg.seed, index, same=cfg.init == "same")
         self.model = build_model(cfg.model, data.input_shape, data.classes, init_seed)
         self.optimizer = torch.optim.SGD(
             self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
-        self.scheduler = lr_scheduler(self.optimizer, cfg, total, ranks_per_particle=1)
-        self.batches = Batches(n, cfg.batch_size, cfg.seed, index, particles, shard=cfg.shard)
-        self.generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + index)
-        self.pso = rules.PSOState()
-        self.order: list[Tensor] = []
+        self.batches = Batches(n, cfg.batch_size, cfg.seed, index, world.particles, shard=cfg.shard)
+        self.total = cfg.steps or max(1, round(cfg.epochs * self.batches.steps_per_epoch))
+        self.scheduler = lr_scheduler(self.optimizer, cfg, self.total, ranks_per_particle=1)
+        self.swarm = Swarm(
+            self.model,
+            self.optimizer,
+            fitness,
+            period=cfg.period,
+            pressure=cfg.pressure,
+            rule=cfg.rule,
+            schedule=cfg.schedule,
+            total_steps=self.total,
+            inertia=cfg.inertia,
+            c1=cfg.c1,
+            c2=cfg.c2,
+            seed=cfg.seed,
+            topology=cfg.topology,
+            neighbors=cfg.neighbors,
+            exchange_dtype=getattr(torch, cfg.exchange),
+            transport=world.endpoint(index),
+        )
 
-    def step(self, step: int, x: Tensor, y: Tensor) -> None:
-        epoch, b = divmod(step, self.batches.steps_per_epoch)
-        if b == 0:
-            self.order = self.batches.epoch(epoch)
-        idx = self.order[b]
-        loss = F.cross_entropy(self.model(x[idx]), y[idx])
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        if self.scheduler:
-            self.scheduler.step()
+    def train(self, until: int, x: Tensor, y: Tensor) -> None:
+        """Train to step ``until``; the swarm's hook runs the rounds (meeting the others)."""
+        with self.swarm:
+            while (step := self.swarm.step) < until:
+                epoch, b = divmod(step, self.batches.steps_per_epoch)
+                if b == 0 or not self.order:
+                    self.order = self.batches.epoch(epoch)
+                idx = self.order[b]
+                loss = F.cross_entropy(self.model(x[idx]), y[idx])
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                if self.scheduler:
+                    self.scheduler.step()
 
-    def reset(self, weights: Tensor) -> None:
-        """A diverged particle: the leader's weights, fresh optimizer and rule state."""
-        load_weights(self.model, weights)
-        self.optimizer.state.clear()
-        self.pso = rules.PSOState()
-
-
-def fitness_of(particle: Particle, fitness: Any) -> float:
-    """As ``Swarm``: non-finite weights or loss count as +inf."""
-    flat = flatten_weights(particle.model)
-    if not bool(torch.isfinite(flat).all()):
-        return math.inf
-    value = float(fitness(particle.model))
-    return value if math.isfinite(value) else math.inf
+    def fitness_now(self) -> float:
+        return fitness_value(self.fitness, self.model, flatten_weights(self.model))
 
 
-def sync_round(
-    cfg: TrainConfig, swarm: list[Particle], fitness: Any, round_: int, pressure: float
-) -> dict[str, Any]:
-    """One round for every particle, with the rules and neighbourhoods of a real run
-    (``round_`` counts from 1, as ``Swarm.rounds`` does)."""
-    fits = [fitness_of(p, fitness) for p in swarm]
-    flats = [flatten_weights(p.model) for p in swarm]
-    dtype = getattr(torch, cfg.exchange)
-    count = len(swarm)
-    if cfg.rule == "elastic":
-        finite = [i for i, f in enumerate(fits) if math.isfinite(f)]
-        mean = torch.stack([flats[i] for i in finite]).sum(0) / len(finite)
-        for i, p in enumerate(swarm):
-            if i in finite:
-                load_weights(p.model, rules.elastic_pull(flats[i], mean, pressure))
-            else:
-                p.reset(mean.clone())
-        return {
-            "fitness": fits,
-            "leader": rules.elect_leader(torch.tensor(fits)),
-            "reset": [i for i in range(count) if i not in finite],
-        }
-    leaders = []
-    for i, p in enumerate(swarm):
-        if cfg.topology == "all":
-            seen = dict(enumerate(fits))
-        else:
-            ins = topology.in_neighbours(cfg.topology, i, count, round_, cfg.neighbors, cfg.seed)
-            seen = {i: fits[i], **{j: fits[j] for j in ins}}
-        leader = topology.local_leader(seen)
-        leaders.append(leader)
-        if leader is None:
-            continue
-        # what a real run receives: the leader's weights sent in the exchange dtype
-        lead = flats[i] if leader == i else flats[leader].to(dtype).to(flats[i].dtype)
-        if not math.isfinite(fits[i]):
-            p.reset(lead)
-        elif cfg.rule == "leader":
-            load_weights(p.model, rules.leader_pull(flats[i], lead, pressure))
-        elif cfg.rule == "pso":
-            new = rules.pso_round(
-                flats[i],
-                fits[i],
-                lead,
-                p.pso,
-                pressure=pressure,
-                inertia=cfg.inertia,
-                c1=cfg.c1,
-                c2=cfg.c2,
-                generator=p.generator,
-            )
-            load_weights(p.model, new)
-    # a real run's rank 0 logs its own (local) leader; with `all` every particle has the same one
-    return {
-        "fitness": fits,
-        "leader": leaders[0],
-        "leaders": leaders,
-        "reset": [i for i, f in enumerate(fits) if not math.isfinite(f)],
-    }
+def run_together(
+    world: LocalWorld, swarm: list[Particle], until: int, x: Tensor, y: Tensor
+) -> None:
+    """Every particle trains to ``until`` in its own thread; the first failure is raised."""
+    errors: list[BaseException] = []
+
+    def work(p: Particle) -> None:
+        try:
+            p.train(until, x, y)
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller
+            errors.append(err)
+            world.abort()
+
+    threads = [threading.Thread(target=work, args=(p,), daemon=True) for p in swarm]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        first = next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), None)
+        raise first or errors[0]
 
 
 def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
     """Run the swarm; writes ``config.toml``, ``metrics.jsonl``, ``summary.json``, ``final.pt``."""
-    if cfg.strategy != "nosync" or cfg.rule not in ("leader", "pso", "elastic", "none"):
+    if cfg.strategy != "nosync" or cfg.rule not in rules.RULES:
         raise UserError(
-            "strategy: simulate runs the nosync strategy (rules leader, pso, elastic, none)"
+            f"strategy: simulate runs the nosync strategy (rules {', '.join(rules.RULES)})"
         )
     start = time.perf_counter()
     torch.set_num_threads(cfg.threads or 1)
@@ -156,15 +129,14 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
     train_idx, fit_idx = fitness_split(len(data.y_train), cfg.fitness_size, cfg.seed)
     x, y = data.x_train[train_idx], data.y_train[train_idx]
     fitness = loss_fitness(data.x_train[fit_idx], data.y_train[fit_idx])
-    probe = Batches(len(y), cfg.batch_size, cfg.seed, 0, particles, shard=cfg.shard)
-    total = cfg.steps or max(1, round(cfg.epochs * probe.steps_per_epoch))
-    swarm = [Particle(cfg, i, particles, data, len(y), total) for i in range(particles)]
+    world = LocalWorld(particles, timeout=cfg.timeout)
+    swarm = [Particle(cfg, i, world, data, fitness, len(y)) for i in range(particles)]
+    total, steps_per_epoch = swarm[0].total, swarm[0].batches.steps_per_epoch
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.toml", cfg.to_toml())
     log = MetricsLog(out / "metrics.jsonl")
-    every = cfg.eval_every or probe.steps_per_epoch
-    leaders = []
+    every = cfg.eval_every or steps_per_epoch
     bar = tqdm(
         total=total,
         desc=f"simulate x{particles}",
@@ -173,29 +145,27 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
         file=sys.stderr,
         dynamic_ncols=True,
     )
-    for step in range(total):
-        for p in swarm:
-            p.step(step, x, y)
-        done = step + 1
-        if done % cfg.period == 0:
-            pressure = rules.pressure_at(cfg.schedule, cfg.pressure, done / total)
-            record = sync_round(cfg, swarm, fitness, done // cfg.period, pressure)
-            leaders.append(record["leader"])
-            log.write({"type": "round", "step": done, "pressure": pressure, **record})
-        if done % every == 0 or done == total:
-            log.write(
-                {
-                    "type": "eval",
-                    "step": done,
-                    "samples_per_worker": done * cfg.batch_size,
-                    **_evaluate(swarm, fitness, data, x, y),
-                }
-            )
-        bar.update(1)
+    logged = 0
+    for until in [*range(every, total, every), total]:
+        run_together(world, swarm, until, x, y)
+        for i, record in enumerate(swarm[0].swarm.history[logged:], start=logged):
+            leaders = [p.swarm.history[i]["leader"] for p in swarm]
+            log.write({"type": "round", **record, "leaders": leaders})
+        logged = len(swarm[0].swarm.history)
+        log.write(
+            {
+                "type": "eval",
+                "step": until,
+                "samples_per_worker": until * cfg.batch_size,
+                **_evaluate(swarm, data, x, y),
+            }
+        )
+        bar.update(until - bar.n)
     bar.close()
-    final = _evaluate(swarm, fitness, data, x, y)
+    final = _evaluate(swarm, data, x, y)
     probs = torch.stack([predict_proba(p.model, data.x_test) for p in swarm])
-    best = swarm[int(torch.tensor(final["fitness"]).nan_to_num(math.inf).argmin())]
+    best = swarm[final["best_particle"]]
+    leaders = [r["leader"] for r in swarm[0].swarm.history]
     summary = {
         "strategy": "simulate",
         "rule": cfg.rule,
@@ -221,17 +191,18 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
     return summary
 
 
-def _evaluate(swarm: list[Particle], fitness: Any, data: Any, x: Tensor, y: Tensor) -> dict:
+def _evaluate(swarm: list[Particle], data: Dataset, x: Tensor, y: Tensor) -> dict[str, Any]:
     """Per-particle accuracy and fitness; the selected (best-fitness) particle's accuracy."""
     test = [accuracy(p.model, data.x_test, data.y_test) for p in swarm]
     train = [accuracy(p.model, x[:2000], y[:2000]) for p in swarm]
-    fits = [fitness_of(p, fitness) for p in swarm]
-    best = int(torch.tensor(fits).nan_to_num(math.inf).argmin())
+    fits = [p.fitness_now() for p in swarm]
+    best = rules.elect_leader(torch.tensor(fits, dtype=torch.float64)) or 0
     weights = torch.stack([flatten_weights(p.model) for p in swarm])
     return {
         "test_accuracy": test,
         "train_accuracy": train,
         "fitness": fits,
+        "best_particle": best,
         "selected_test_accuracy": test[best],
         "selected_train_accuracy": train[best],
         "spread": rules.mean_pairwise_distance(weights),

@@ -1,52 +1,30 @@
 """Training strategies behind one interface, so that one training loop runs them all.
 
-A strategy wraps the model for the forward/backward pass (``net``), hooks whatever it needs
-around ``optimizer.step`` while it is entered, and ``finalize()`` leaves the selected model in
-``model`` on every rank.  New strategies register in ``BUILDERS``.
+A strategy wraps the model for the forward/backward pass (``net``), hooks what it needs around
+``optimizer.step`` while it is entered (and counts the steps: ``step`` is the run's one step
+counter, read by the loop, the stop vote and checkpoints), and ``finalize()`` leaves the
+selected model in ``model`` on every rank.  Each strategy is a class registered in ``REGISTRY``
+under its ``--strategy`` name.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from torch.distributed.algorithms.model_averaging.averagers import PeriodicModelAverager
 
 from .config import TrainConfig
+from .placement import Placement
+from .records import RoundRecord, round_record
 from .swarm import Swarm
 
-
-@dataclass
-class Topology:
-    """Where this rank sits: particle ``rank // k`` of ``world // k``, data-parallel inside."""
-
-    rank: int
-    world: int
-    ranks_per_particle: int
-    swarm_group: dist.ProcessGroup | None  # the first rank of every particle; None elsewhere
-    particle_group: dist.ProcessGroup | None  # this particle's DDP group; None when k == 1
-
-    @property
-    def particle(self) -> int:
-        return self.rank // self.ranks_per_particle
-
-    @property
-    def particles(self) -> int:
-        return self.world // self.ranks_per_particle
-
-    @property
-    def rank_in_particle(self) -> int:
-        return self.rank % self.ranks_per_particle
-
-    @property
-    def is_head(self) -> bool:
-        return self.rank_in_particle == 0
+FitnessFn = Callable[[nn.Module], float]
 
 
 class CommCounter:
@@ -75,33 +53,78 @@ def counting_allreduce_hook(state, bucket):  # noqa: ANN001, ANN201
 
 
 class Strategy:
-    """No exchange at all (``single``; ``ddp`` adds the DDP wrapper).
+    """The interface, and what every strategy shares: the DDP wrapper of a data-parallel
+    particle and a step counter hooked on ``optimizer.step``.
 
     ``selection`` says which model the strategy ends with: ``model`` (there is one), ``best``
     (the particle with the best fitness), ``average`` (the mean of the workers' weights) or
     ``center`` (EASGD's centre variable).
     """
 
-    name = "single"
-    selection = "model"
+    name: ClassVar[str]
+    selection: ClassVar[str] = "model"
 
-    def __init__(self, model: nn.Module, topo: Topology) -> None:
-        self.model, self.net, self.topo = model, model, topo
+    def __init__(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, placement: Placement
+    ) -> None:
+        self.model, self.net, self.optimizer, self.placement = model, model, optimizer, placement
         self.ddp_comm: CommCounter | None = None
-        if topo.particle_group is not None:
-            self.ddp_comm = CommCounter(topo.particle_group)
-            self.net = nn.parallel.DistributedDataParallel(model, process_group=topo.particle_group)
+        if placement.particle_group is not None:
+            self.ddp_comm = CommCounter(placement.particle_group)
+            self.net = nn.parallel.DistributedDataParallel(
+                model, process_group=placement.particle_group
+            )
             self.net.register_comm_hook(self.ddp_comm, counting_allreduce_hook)
-        self.history: list[dict[str, Any]] = []
-        self.selected = "the model"
+        self._steps = 0
+        self._hook: Any = None
 
+    @classmethod
+    def build(
+        cls,
+        cfg: TrainConfig,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        fitness: FitnessFn,
+        placement: Placement,
+        total_steps: int,
+    ) -> Strategy:
+        return cls(model, optimizer, placement)
+
+    # ---- around optimizer.step ------------------------------------------------------------------
     def __enter__(self) -> Strategy:
+        self._hook = self.optimizer.register_step_post_hook(self._after_step)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+    def _after_step(self, *_: object) -> None:
+        self._steps += 1
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps taken by this rank (the run's one step counter)."""
+        return self._steps
+
+    # ---- what the monitor reads ---------------------------------------------------------------
+    @property
+    def history(self) -> list[RoundRecord]:
+        """The rounds so far (none for strategies without rounds)."""
+        return []
+
+    def describe_selected(self) -> str:
+        return "the model"
+
+    def best_particle(self) -> int | None:
+        return 0
+
+    def final_fitness(self) -> list[float | None] | None:
         return None
 
-    def finalize(self) -> None:
+    def center(self) -> Tensor | None:
+        """EASGD's centre variable (flat), where there is one."""
         return None
 
     def comm(self) -> tuple[float, int]:
@@ -110,15 +133,21 @@ class Strategy:
             return 0.0, 0
         return self.ddp_comm.seconds, self.ddp_comm.bytes
 
+    # ---- the end and checkpoints --------------------------------------------------------------
+    def finalize(self) -> None:
+        return None
+
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return {"step": self._steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        return None
+        self._steps = int(state["step"])
 
-    def center(self) -> torch.Tensor | None:
-        """EASGD's centre variable (flat), where there is one."""
-        return None
+
+class SingleStrategy(Strategy):
+    """One worker, no exchange at all."""
+
+    name = "single"
 
 
 class DDPStrategy(Strategy):
@@ -128,7 +157,8 @@ class DDPStrategy(Strategy):
 
 
 class SwarmStrategy(Strategy):
-    """NoSync: each particle (one rank, or a DDP group) trains alone and is pulled every period."""
+    """NoSync: each particle (one rank, or a DDP group) trains alone; a :class:`Swarm` pulls it
+    every period with the configured rule."""
 
     name = "nosync"
     selection = "best"
@@ -137,28 +167,37 @@ class SwarmStrategy(Strategy):
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        fitness: Callable[[nn.Module], float],
-        topo: Topology,
-        cfg: TrainConfig,
-        total_steps: int,
-        rule: str | None = None,
+        placement: Placement,
+        swarm: Swarm,
     ) -> None:
-        super().__init__(model, topo)
-        pressure = cfg.pressure
-        if rule == "easgd":  # the paper's moving rate: alpha = beta / p, with beta = 0.9
-            self.name, self.selection = "easgd", "center"
-            pressure = cfg.easgd_beta / topo.particles
-        self.swarm = Swarm(
+        super().__init__(model, optimizer, placement)
+        self.swarm = swarm
+
+    @classmethod
+    def swarm_of(
+        cls,
+        cfg: TrainConfig,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        fitness: FitnessFn,
+        placement: Placement,
+        total_steps: int,
+        **overrides: Any,
+    ) -> Swarm:
+        settings: dict[str, Any] = {
+            "period": cfg.period,
+            "pressure": cfg.pressure,
+            "rule": cfg.rule,
+            "schedule": cfg.schedule,
+            **overrides,
+        }
+        return Swarm(
             model,
             optimizer,
             fitness,
-            period=cfg.period,
-            pressure=pressure,
-            rule=rule or cfg.rule,
-            schedule="constant" if rule == "easgd" else cfg.schedule,
             total_steps=total_steps,
-            group=topo.swarm_group,
-            particle_group=topo.particle_group,
+            group=placement.swarm_group,
+            particle_group=placement.particle_group,
             inertia=cfg.inertia,
             c1=cfg.c1,
             c2=cfg.c2,
@@ -166,9 +205,13 @@ class SwarmStrategy(Strategy):
             topology=cfg.topology,
             neighbors=cfg.neighbors,
             exchange_dtype=getattr(torch, cfg.exchange),
+            **settings,
         )
-        self.history = self.swarm.history
-        self.selected = "the best particle by fitness"
+
+    @classmethod
+    def build(cls, cfg, model, optimizer, fitness, placement, total_steps) -> Strategy:  # noqa: ANN001
+        swarm = cls.swarm_of(cfg, model, optimizer, fitness, placement, total_steps)
+        return cls(model, optimizer, placement, swarm)
 
     def __enter__(self) -> SwarmStrategy:
         self.swarm.__enter__()
@@ -177,26 +220,60 @@ class SwarmStrategy(Strategy):
     def __exit__(self, *exc: object) -> None:
         self.swarm.__exit__(*exc)
 
-    def finalize(self) -> None:
-        self.swarm.finalize()
-        if self.selection == "center":
-            self.selected = "the centre variable"
-        else:
-            self.selected = f"particle {self.swarm.best_particle} (best fitness)"
+    @property
+    def step(self) -> int:
+        return self.swarm.step
 
-    def center(self) -> torch.Tensor | None:
-        return self.swarm.center
+    @property
+    def history(self) -> list[RoundRecord]:
+        return self.swarm.history
+
+    def describe_selected(self) -> str:
+        if self.swarm.best_particle is None:
+            return "the best particle by fitness"
+        return f"particle {self.swarm.best_particle} (best fitness)"
+
+    def best_particle(self) -> int | None:
+        return self.swarm.best_particle
+
+    def final_fitness(self) -> list[float | None] | None:
+        return self.swarm.final_fitness
 
     def comm(self) -> tuple[float, int]:
         seconds, nbytes = super().comm()
         return seconds + self.swarm.comm_seconds, nbytes + self.swarm.comm_bytes
+
+    def finalize(self) -> None:
+        self.swarm.finalize()
 
     def state_dict(self) -> dict[str, Any]:
         return {"swarm": self.swarm.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.swarm.load_state_dict(state["swarm"])
-        self.history = self.swarm.history
+
+
+class EASGDStrategy(SwarmStrategy):
+    """Elastic averaging SGD (Zhang et al. 2015): the swarm with the ``easgd`` rule, whose
+    moving rate is alpha = beta / particles, ending with the centre variable."""
+
+    name = "easgd"
+    selection = "center"
+
+    @classmethod
+    def build(cls, cfg, model, optimizer, fitness, placement, total_steps) -> Strategy:  # noqa: ANN001
+        alpha = cfg.easgd_beta / placement.particles
+        swarm = cls.swarm_of(
+            cfg, model, optimizer, fitness, placement, total_steps,
+            rule="easgd", pressure=alpha, schedule="constant",
+        )  # fmt: skip
+        return cls(model, optimizer, placement, swarm)
+
+    def describe_selected(self) -> str:
+        return "the centre variable"
+
+    def center(self) -> Tensor | None:
+        return self.swarm.center
 
 
 class LocalSGDStrategy(Strategy):
@@ -209,30 +286,33 @@ class LocalSGDStrategy(Strategy):
     selection = "average"
 
     def __init__(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, topo: Topology, period: int
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        placement: Placement,
+        period: int,
     ) -> None:
-        super().__init__(model, topo)
-        self.optimizer, self.period, self.step = optimizer, period, 0
+        super().__init__(model, optimizer, placement)
+        self.period = period
         # The averager counts its own calls from 0 and averages when (count - warmup_steps) is
         # a multiple of `period`; warmup_steps = period - 1 puts the averages after optimizer
-        # steps period, 2 * period, ... exactly where a swarm has its sync rounds.  All ranks
+        # steps period, 2 * period, ... exactly where a swarm has its rounds.  All ranks
         # average: the ranks of a data-parallel particle are identical, so this weighs every
         # particle equally.
         self.averager = PeriodicModelAverager(period=period, warmup_steps=period - 1)
         self.seconds, self.bytes = 0.0, 0
-        self._hook: Any = None
+        self._history: list[RoundRecord] = []
 
-    def __enter__(self) -> LocalSGDStrategy:
-        self._hook = self.optimizer.register_step_post_hook(self._after_step)
-        return self
+    @classmethod
+    def build(cls, cfg, model, optimizer, fitness, placement, total_steps) -> Strategy:  # noqa: ANN001
+        return cls(model, optimizer, placement, cfg.period)
 
-    def __exit__(self, *exc: object) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
+    @property
+    def history(self) -> list[RoundRecord]:
+        return self._history
 
     def _after_step(self, *_: object) -> None:
-        self.step += 1
+        super()._after_step()
         if self.step % self.period:
             self.averager.average_parameters(self.model.parameters())  # only counts the step
             return
@@ -241,15 +321,20 @@ class LocalSGDStrategy(Strategy):
         seconds = time.perf_counter() - start
         nbytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
         self.seconds, self.bytes = self.seconds + seconds, self.bytes + nbytes
-        self.history.append(
-            {
-                "round": len(self.history) + 1,
-                "step": self.step,
-                "seconds": seconds,
-                "comm_seconds": seconds,
-                "comm_bytes": nbytes,
-            }
+        self._history.append(
+            round_record(
+                len(self._history) + 1,
+                self.step,
+                target="mean",
+                pressure=1.0,
+                seconds=seconds,
+                comm_seconds=seconds,
+                comm_bytes=nbytes,
+            )
         )
+
+    def describe_selected(self) -> str:
+        return "the average of the workers"
 
     def finalize(self) -> None:
         world = dist.get_world_size()
@@ -258,7 +343,6 @@ class LocalSGDStrategy(Strategy):
                 if t.is_floating_point():
                     dist.all_reduce(t)
                     t.div_(world)
-        self.selected = "the average of the workers"
 
     def comm(self) -> tuple[float, int]:
         seconds, nbytes = super().comm()
@@ -266,39 +350,32 @@ class LocalSGDStrategy(Strategy):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "step": self.step,
+            **super().state_dict(),
             "averager_step": self.averager.step,
-            "history": self.history,
+            "history": self._history,
             "seconds": self.seconds,
             "bytes": self.bytes,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step, self.averager.step = state["step"], state["averager_step"]
-        self.history[:] = state["history"]
+        super().load_state_dict(state)
+        self.averager.step = state["averager_step"]
+        self._history[:] = state["history"]
         self.seconds, self.bytes = state["seconds"], state["bytes"]
+
+
+REGISTRY: dict[str, type[Strategy]] = {
+    s.name: s for s in (SingleStrategy, DDPStrategy, SwarmStrategy, LocalSGDStrategy, EASGDStrategy)
+}
 
 
 def build(
     cfg: TrainConfig,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    fitness: Callable[[nn.Module], float],
-    topo: Topology,
+    fitness: FitnessFn,
+    placement: Placement,
     total_steps: int,
 ) -> Strategy:
-    """The strategy named by ``cfg.strategy``; see ``BUILDERS`` for the registry."""
-    return BUILDERS[cfg.strategy](cfg, model, optimizer, fitness, topo, total_steps)
-
-
-Builder = Callable[
-    [TrainConfig, nn.Module, torch.optim.Optimizer, Callable[[nn.Module], float], Topology, int],
-    Strategy,
-]
-BUILDERS: dict[str, Builder] = {
-    "single": lambda cfg, m, opt, fit, topo, n: Strategy(m, topo),
-    "ddp": lambda cfg, m, opt, fit, topo, n: DDPStrategy(m, topo),
-    "nosync": lambda cfg, m, opt, fit, topo, n: SwarmStrategy(m, opt, fit, topo, cfg, n),
-    "localsgd": lambda cfg, m, opt, fit, topo, n: LocalSGDStrategy(m, opt, topo, cfg.period),
-    "easgd": lambda cfg, m, opt, fit, topo, n: SwarmStrategy(m, opt, fit, topo, cfg, n, "easgd"),
-}
+    """The strategy named by ``cfg.strategy`` (see ``REGISTRY``)."""
+    return REGISTRY[cfg.strategy].build(cfg, model, optimizer, fitness, placement, total_steps)

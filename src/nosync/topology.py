@@ -4,14 +4,15 @@ With ``all`` every particle sees the whole swarm (one global leader).  With ``ri
 ``random-k`` a particle compares fitness with, and pulls toward the best of, itself and its
 *in-neighbours* only, so a round costs each worker the same traffic however large the swarm.
 Every rank evaluates these functions for every particle and gets the same answer, so no
-communication is needed to agree on the neighbourhoods.
+communication is needed to agree on the neighbourhoods.  (Who leads inside a neighbourhood is
+``planner.py``'s business.)
 """
 
 from __future__ import annotations
 
 import torch
 
-from . import rules
+from . import seeds
 
 TOPOLOGIES = ("all", "ring", "random-k")
 
@@ -30,7 +31,7 @@ def in_neighbours(
     if topology == "ring":
         return sorted({(particle - 1) % particles, (particle + 1) % particles} - {particle})
     if topology == "random-k":
-        g = torch.Generator().manual_seed((seed * 1_000_003 + round_) * 10_007 + particle)
+        g = seeds.generator(seeds.neighbours(seed, round_, particle))
         pick = torch.randperm(len(others), generator=g)[: min(k, len(others))]
         return sorted(others[i] for i in pick.tolist())
     raise ValueError(f"topology must be one of {', '.join(TOPOLOGIES)}, got {topology!r}")
@@ -45,10 +46,3 @@ def out_neighbours(
         for j in range(particles)
         if j != particle and particle in in_neighbours(topology, j, particles, round_, k, seed)
     ]
-
-
-def local_leader(fitness: dict[int, float]) -> int | None:
-    """The particle with the lowest finite fitness among those given; ties to the lowest index."""
-    ids = sorted(fitness)
-    best = rules.elect_leader(torch.tensor([fitness[p] for p in ids], dtype=torch.float64))
-    return None if best is None else ids[best]

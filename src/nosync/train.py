@@ -15,25 +15,26 @@ import torch
 import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
-from . import strategies
+from . import seeds, strategies
 from .config import TrainConfig
 from .control import Control
 from .data import Batches, fitness_split, load_dataset
 from .evaluate import loss_fitness
 from .models import build_model
 from .monitor import Monitor
+from .placement import Placement
 
 
-def train(cfg: TrainConfig, topo: strategies.Topology) -> dict[str, Any] | None:
+def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
     """Train this rank's share of the run; returns the summary on rank 0, None elsewhere."""
     wall_start = time.perf_counter()
     data = load_dataset(cfg.dataset, cfg.data_dir or None, cfg.train_subset)
     train_idx, fitness_idx = fitness_split(len(data.y_train), cfg.fitness_size, cfg.seed)
     x, y = data.x_train[train_idx], data.y_train[train_idx]
     fitness = loss_fitness(data.x_train[fitness_idx], data.y_train[fitness_idx])
-    init_seed = cfg.seed if cfg.init == "same" else cfg.seed + 1000 * (topo.particle + 1)
+    init_seed = seeds.init(cfg.seed, place.particle, same=cfg.init == "same")
     model = build_model(cfg.model, data.input_shape, data.classes, init_seed)
-    lr = cfg.lr * (topo.ranks_per_particle if cfg.lr_scaling == "linear" else 1)
+    lr = cfg.lr * (place.ranks_per_particle if cfg.lr_scaling == "linear" else 1)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
@@ -41,36 +42,35 @@ def train(cfg: TrainConfig, topo: strategies.Topology) -> dict[str, Any] | None:
         len(y),
         cfg.batch_size,
         cfg.seed,
-        topo.particle,
-        topo.particles,
+        place.particle,
+        place.particles,
         shard=cfg.shard,
-        ranks_per_particle=topo.ranks_per_particle,
-        rank_in_particle=topo.rank_in_particle,
+        ranks_per_particle=place.ranks_per_particle,
+        rank_in_particle=place.rank_in_particle,
     )
     total = cfg.steps or max(1, round(cfg.epochs * batches.steps_per_epoch))
-    scheduler = lr_scheduler(optimizer, cfg, total, topo.ranks_per_particle)
-    strategy = strategies.build(cfg, model, optimizer, fitness, topo, total)
-    control = Control(cfg, topo, model, optimizer, scheduler, strategy, total)
+    scheduler = lr_scheduler(optimizer, cfg, total, place.ranks_per_particle)
+    strategy = strategies.build(cfg, model, optimizer, fitness, place, total)
+    control = Control(cfg, place, model, optimizer, scheduler, strategy, total)
     resumed = control.restore()
-    start = resumed["step"] if resumed else 0
-    monitor = Monitor(cfg, topo, data, x, y, fitness, total, batches.steps_per_epoch, wall_start)
+    monitor = Monitor(cfg, place, data, x, y, fitness, total, batches.steps_per_epoch, wall_start)
     monitor.begin(strategy, resumed)
-    net = strategy.net
+    net, order, epoch = strategy.net, [], -1
     try:
         with strategy:
-            for step in range(start, total):
-                epoch, b = divmod(step, batches.steps_per_epoch)
-                if b == 0 or step == start:
+            while (step := strategy.step) < total:  # the strategy counts optimizer steps
+                if step // batches.steps_per_epoch != epoch:
+                    epoch = step // batches.steps_per_epoch
                     order = batches.epoch(epoch)
-                idx = order[b]
+                idx = order[step % batches.steps_per_epoch]
                 loss = F.cross_entropy(net(x[idx]), y[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                optimizer.step()  # the strategy's hook runs a sync round every `period` steps
+                optimizer.step()  # the strategy's hook counts it and runs a round every period
                 if scheduler:
                     scheduler.step()
-                monitor.after_step(step + 1, strategy, model)
-                control.after_step(step + 1, monitor.state_dict)  # vote, checkpoint, inject
+                monitor.after_step(strategy, model)
+                control.after_step(monitor.state_dict)  # stop vote, checkpoint, fault injection
     finally:
         control.close()
         monitor.close()

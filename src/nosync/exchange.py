@@ -1,0 +1,124 @@
+"""What a round fetches over a :class:`~nosync.transport.Transport`, by topology.
+
+- :meth:`Exchange.fitness`: every particle's fitness (``all``) or the in-neighbours' (``ring``,
+  ``random-k``, point to point), turned into a :class:`~nosync.planner.Plan`;
+- :meth:`Exchange.leader_weights`: the (local) leader's weights, sent in the exchange dtype (the
+  leader keeps its exact weights);
+- :meth:`Exchange.live_sum`: a sum over the live particles, which finds out who diverged only
+  when the sum says somebody did (rules without fitness pay nothing for it otherwise);
+- :meth:`Exchange.distances`: every particle's distance to its pull target, for the log.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from . import planner
+from .planner import Neighbourhood, Plan
+from .transport import Transport
+from .weights import flatten_weights
+
+F64 = torch.float64
+
+
+class Exchange:
+    def __init__(
+        self,
+        transport: Transport,
+        topology: str,
+        neighbors: int,
+        seed: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        self.transport, self.topology = transport, topology
+        self.neighbors, self.seed = neighbors, seed
+        self.dtype, self.device = dtype, device
+
+    @property
+    def everyone(self) -> bool:
+        return self.topology == "all"
+
+    def neighbourhood(self, round_: int) -> Neighbourhood:
+        t = self.transport
+        return planner.neighbourhood(
+            self.topology, t.particle, t.particles, round_, self.neighbors, self.seed
+        )
+
+    def _scalar(self, value: float) -> Tensor:
+        return torch.tensor([value], dtype=F64, device=self.device)
+
+    def fitness(self, fit: float, hood: Neighbourhood | None) -> Plan:
+        t = self.transport
+        if hood is None:
+            known = dict(enumerate(t.all_gather(self._scalar(fit)).tolist()))
+        else:
+            got = {j: torch.empty(1, dtype=F64, device=self.device) for j in hood.ins}
+            t.exchange({j: self._scalar(fit) for j in hood.outs}, got)
+            known = {t.particle: fit, **{j: float(v.item()) for j, v in got.items()}}
+        return planner.plan(t.particle, t.particles, known, everyone=hood is None)
+
+    def health(self, own: Tensor) -> Plan:
+        """Who diverged (non-finite weights), for rules that exchange no fitness."""
+        t = self.transport
+        fit = 0.0 if bool(torch.isfinite(own).all()) else math.inf
+        known = dict(enumerate(t.all_gather(self._scalar(fit)).tolist()))
+        return planner.plan(t.particle, t.particles, known, everyone=True)
+
+    def leader_weights(self, own: Tensor, plan: Plan, hood: Neighbourhood | None) -> Tensor | None:
+        if hood is not None:
+            return self._neighbour_leader(own, plan.leader, hood)
+        assert plan.leader is not None
+        if self.transport.particle == plan.leader:
+            self.transport.broadcast(own.to(self.dtype), plan.leader)
+            return own
+        buf = torch.empty(own.shape, dtype=self.dtype, device=own.device)
+        return self.transport.broadcast(buf, plan.leader).to(own.dtype)
+
+    def leader_ints(self, model: nn.Module, plan: Plan) -> Tensor | None:
+        """The leader's integer buffers (``num_batches_tracked``) when somebody is reset this
+        round; with ``all`` only, where every particle knows who diverged."""
+        if not (self.everyone and plan.diverged and plan.leader is not None):
+            return None
+        ints = flatten_weights(model, integer=True)
+        return self.transport.broadcast(ints, plan.leader) if ints.numel() else None
+
+    def _neighbour_leader(
+        self, own: Tensor, leader: int | None, hood: Neighbourhood
+    ) -> Tensor | None:
+        """Tell each in-neighbour whether we want its weights; send ours to whoever wants them."""
+        me = self.transport.particle
+        flags = {j: torch.empty(1, dtype=F64, device=self.device) for j in hood.outs}
+        asks = {j: self._scalar(1.0 if j == leader else 0.0) for j in hood.ins}
+        self.transport.exchange(asks, flags)
+        packed = own.to(self.dtype)
+        send = {j: packed for j, flag in flags.items() if flag.item()}
+        want = leader if leader is not None and leader != me else None
+        recv = {} if want is None else {want: torch.empty_like(own, dtype=self.dtype)}
+        self.transport.exchange(send, recv)
+        if leader is None:
+            return None
+        return own if leader == me else recv[leader].to(own.dtype)
+
+    def live_sum(self, t: Tensor, own: Tensor, plan: Plan) -> tuple[Tensor, Plan]:
+        """The sum of ``t`` over the particles that have not diverged (they add zeros).
+
+        Without fitness nobody knows who diverged; a non-finite sum (the same on every rank)
+        tells, and only then the particles exchange who they are and sum again.
+        """
+        total = self.transport.all_reduce(torch.zeros_like(t) if plan.me_diverged else t)
+        if plan.known or bool(torch.isfinite(total).all()):
+            return total, plan
+        return self.live_sum(t, own, self.health(own))
+
+    def distances(self, own_distance: float) -> list[float | None]:
+        """Every particle's distance (``all``), or only ours (no global view in a neighbourhood)."""
+        t = self.transport
+        if self.everyone:
+            values = t.all_gather(self._scalar(own_distance)).tolist()
+        else:
+            values = [own_distance if i == t.particle else math.nan for i in range(t.particles)]
+        return [planner.finite_or_none(d) for d in values]

@@ -1,0 +1,189 @@
+"""How particles talk: every collective of a round, its timing and its byte count.
+
+The round (``swarm.py``) never calls ``torch.distributed``; it asks a :class:`Transport` to
+gather, sum, broadcast or exchange point to point, and to hand a data-parallel particle's result
+from its first rank to the others.  Two transports:
+
+- :class:`DistTransport`: ``torch.distributed`` on the swarm's process group (gloo, NCCL).
+- :class:`LocalWorld`: particles as threads of one process meeting at a barrier.  ``nosync
+  simulate`` runs its swarm on it, and the round's unit tests use it instead of subprocesses.
+
+Accounting: ``bytes`` is the payload a rank put into or took out of its collectives (not wire
+bytes, which depend on the algorithm); ``seconds`` the wall time spent inside them, waiting for
+slower ranks included.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+
+def nbytes(*tensors: Tensor) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+class Transport(ABC):
+    """The collectives of one particle of the swarm (``particle`` of ``particles``)."""
+
+    particle: int
+    particles: int
+    is_head = True  # this rank takes part in rounds (the first rank of its particle)
+    hybrid = False  # a particle is several data-parallel ranks
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.bytes = 0
+
+    @contextmanager
+    def _counted(self, payload: int) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.seconds += time.perf_counter() - start
+        self.bytes += payload
+
+    @abstractmethod
+    def all_gather(self, t: Tensor) -> Tensor:
+        """Every particle's ``t`` (same shape everywhere), concatenated in particle order."""
+
+    @abstractmethod
+    def all_reduce(self, t: Tensor) -> Tensor:
+        """The sum of every particle's ``t``, as a new tensor (``t`` is left alone)."""
+
+    @abstractmethod
+    def broadcast(self, t: Tensor, src: int) -> Tensor:
+        """Particle ``src``'s ``t``: sent from ``src``, received into ``t`` elsewhere."""
+
+    @abstractmethod
+    def exchange(self, send: dict[int, Tensor], recv: dict[int, Tensor]) -> None:
+        """Point to point: ``send[j]`` to particle ``j``; ``recv[j]`` filled from particle ``j``."""
+
+    def share_in_particle(self, weights: list[Tensor], obj: Any) -> Any:
+        """Hybrid particles: the first rank's ``weights`` (in place) and ``obj`` to the others."""
+        return obj
+
+
+class DistTransport(Transport):
+    """``torch.distributed`` on ``group`` (the particles' first ranks) and, for data-parallel
+    particles, ``particle_group`` (``None`` when a particle is one rank)."""
+
+    def __init__(
+        self,
+        group: dist.ProcessGroup | None,
+        particle_group: dist.ProcessGroup | None = None,
+        device: torch.device | None = None,
+    ) -> None:
+        super().__init__()
+        self.particle_group = particle_group
+        self.hybrid = particle_group is not None
+        self.is_head = particle_group is None or dist.get_rank(particle_group) == 0
+        self.group = (group if group is not None else dist.group.WORLD) if self.is_head else None
+        if self.is_head and dist.get_rank(self.group) < 0:
+            raise ValueError("group: this rank heads a particle but is not in the swarm group")
+        self.particle = dist.get_rank(self.group) if self.is_head else -1  # learnt in a round
+        self.particles = dist.get_world_size(self.group) if self.is_head else -1
+        self.device = device or torch.device("cpu")
+
+    def all_gather(self, t: Tensor) -> Tensor:
+        out = [torch.empty_like(t) for _ in range(self.particles)]
+        with self._counted(nbytes(t)):
+            dist.all_gather(out, t, group=self.group)
+        return torch.cat(out)
+
+    def all_reduce(self, t: Tensor) -> Tensor:
+        t = t.clone()
+        with self._counted(nbytes(t)):
+            dist.all_reduce(t, group=self.group)
+        return t
+
+    def broadcast(self, t: Tensor, src: int) -> Tensor:
+        with self._counted(nbytes(t)):
+            dist.broadcast(t, group_src=src, group=self.group)
+        return t
+
+    def exchange(self, send: dict[int, Tensor], recv: dict[int, Tensor]) -> None:
+        ops = [dist.P2POp(dist.isend, t, group=self.group, group_peer=j) for j, t in send.items()]
+        ops += [dist.P2POp(dist.irecv, t, group=self.group, group_peer=j) for j, t in recv.items()]
+        if not ops:
+            return
+        with self._counted(nbytes(*send.values(), *recv.values())):
+            for work in dist.batch_isend_irecv(ops):
+                work.wait()
+
+    def share_in_particle(self, weights: list[Tensor], obj: Any) -> Any:
+        if self.particle_group is None:
+            return obj
+        head = dist.get_global_rank(self.particle_group, 0)
+        box = [(obj, self.particle)]
+        with self._counted(nbytes(*[w for w in weights if w.is_floating_point()])):
+            for w in weights:
+                if w.numel():
+                    dist.broadcast(w, src=head, group=self.particle_group)
+            dist.broadcast_object_list(box, src=head, group=self.particle_group)
+        obj, self.particle = box[0]
+        return obj
+
+
+class LocalWorld:
+    """A swarm of ``particles`` threads in one process; :meth:`endpoint` is one particle's
+    transport.  Every collective is a meeting at a barrier: each particle posts its part, all
+    read everything, and sums are taken in particle order (the same bits on every particle)."""
+
+    def __init__(self, particles: int, timeout: float = 300.0) -> None:
+        self.particles = particles
+        self._barrier = threading.Barrier(particles, timeout=timeout)
+        self._slots: list[Any] = [None] * particles
+
+    def endpoint(self, particle: int) -> LocalTransport:
+        return LocalTransport(self, particle)
+
+    def meet(self, particle: int, value: Any) -> list[Any]:
+        self._slots[particle] = value
+        self._barrier.wait()
+        everything = list(self._slots)
+        self._barrier.wait()  # nobody overwrites a slot before everybody has read it
+        return everything
+
+    def abort(self) -> None:
+        """A particle failed: release the others from the barrier (they raise)."""
+        self._barrier.abort()
+
+
+class LocalTransport(Transport):
+    def __init__(self, world: LocalWorld, particle: int) -> None:
+        super().__init__()
+        self.world, self.particle, self.particles = world, particle, world.particles
+
+    def all_gather(self, t: Tensor) -> Tensor:
+        with self._counted(nbytes(t)):
+            parts = self.world.meet(self.particle, t.clone())
+        return torch.cat(parts)
+
+    def all_reduce(self, t: Tensor) -> Tensor:
+        with self._counted(nbytes(t)):
+            parts = self.world.meet(self.particle, t.clone())
+        total = parts[0].clone()
+        for part in parts[1:]:
+            total += part
+        return total
+
+    def broadcast(self, t: Tensor, src: int) -> Tensor:
+        with self._counted(nbytes(t)):
+            parts = self.world.meet(self.particle, t.clone() if self.particle == src else None)
+        if self.particle != src:
+            t.copy_(parts[src])
+        return t
+
+    def exchange(self, send: dict[int, Tensor], recv: dict[int, Tensor]) -> None:
+        with self._counted(nbytes(*send.values(), *recv.values())):
+            posted = self.world.meet(self.particle, {j: t.clone() for j, t in send.items()})
+        for j, buf in recv.items():
+            buf.copy_(posted[j][self.particle])
