@@ -61,14 +61,14 @@ def overhead_pairs(args: argparse.Namespace, tmp: Path) -> list[tuple[float, flo
 
     from nosync.config import resolve
     from nosync.data import load_dataset
-    from nosync.strategies import Topology
+    from nosync.placement import Placement
     from nosync.train import train
 
     torch.set_num_threads(1)
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", "29531")
     dist.init_process_group("gloo", rank=0, world_size=1)
-    topo = Topology(0, 1, 1, dist.group.WORLD, None)
+    place = Placement(0, 1, 1, dist.group.WORLD, None)
     data = load_dataset(args.dataset)
     pairs = []
     for i in range(args.pairs):
@@ -87,7 +87,7 @@ def overhead_pairs(args: argparse.Namespace, tmp: Path) -> list[tuple[float, flo
                 "out": str(tmp / f"chunk{i}"),
             },
         )
-        ours = train(cfg, topo)["train_samples_per_second"]
+        ours = train(cfg, place)["train_samples_per_second"]
         pairs.append((plain, ours))
         print(
             f"(a) pair {i + 1}/{args.pairs}: plain {plain:.0f}, nosync {ours:.0f} samples/s",

@@ -134,9 +134,9 @@ def test_pso_is_reproducible_with_the_same_seed() -> None:
     first, second = run_ranks(_pso, 3), run_ranks(_pso, 3)
     for (w1, s1), (w2, s2) in zip(first, second, strict=True):
         assert torch.equal(w1, w2)
-        assert s1["rounds"] == 3 and s1["velocity"] is not None
-        assert torch.equal(s1["velocity"], s2["velocity"])
-    assert first[0][1]["velocity"].abs().sum() > 0  # the non-leaders moved
+        assert s1["rounds"] == 3 and s1["rule"]["velocity"] is not None
+        assert torch.equal(s1["rule"]["velocity"], s2["rule"]["velocity"])
+    assert first[0][1]["rule"]["velocity"].abs().sum() > 0  # the non-leaders moved
 
 
 # ---- hybrid: each particle is a DDP group; its ranks stay identical ------------------------
@@ -229,14 +229,15 @@ def test_api_arguments_are_checked() -> None:
 
 # ---- our elastic rule against torch's own PeriodicModelAverager -----------------------------
 def _averaging(rank: int, world: int, use_torch: bool) -> torch.Tensor:
-    from nosync.strategies import LocalSGDStrategy, Topology
+    from nosync.placement import Placement
+    from nosync.strategies import LocalSGDStrategy
 
     torch.manual_seed(rank)  # different starting points, so that averaging matters
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     if use_torch:  # local SGD through torch.distributed.algorithms.model_averaging
-        topo = Topology(rank, world, 1, dist.group.WORLD, None)
-        coordinator = LocalSGDStrategy(model, opt, topo, period=5)
+        place = Placement(rank, world, 1, dist.group.WORLD, None)
+        coordinator = LocalSGDStrategy(model, opt, place, period=5)
     else:
         coordinator = Swarm(model, opt, lambda m: 0.0, period=5, pressure=1.0, rule="elastic")
     with coordinator:

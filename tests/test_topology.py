@@ -10,8 +10,9 @@ import torch.distributed as dist
 from torch import nn
 
 from nosync import Swarm
+from nosync.planner import plan
 from nosync.swarm import flatten_weights
-from nosync.topology import in_neighbours, local_leader, out_neighbours
+from nosync.topology import in_neighbours, out_neighbours
 
 from distributed import run_ranks
 
@@ -39,6 +40,9 @@ def test_random_k_draws_k_others_afresh_each_round_the_same_everywhere() -> None
 
 
 def test_local_leader_is_lowest_finite_ties_to_lowest_index() -> None:
+    def local_leader(known: dict[int, float]) -> int | None:
+        return plan(0, 6, known, everyone=False).leader
+
     assert local_leader({5: 0.2, 1: 0.2, 3: 0.9}) == 1
     assert local_leader({0: math.nan, 4: 0.3}) == 4
     assert local_leader({0: math.inf}) is None

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 
 import torch
 from torch import Tensor, nn
@@ -113,6 +114,20 @@ class Exchange:
         if plan.known or bool(torch.isfinite(total).all()):
             return total, plan
         return self.live_sum(t, own, self.health(own))
+
+    def check_same_shapes(self, tensors: list[Tensor]) -> None:
+        """Fail on every particle, before a collective of mismatched sizes hangs, when the
+        particles' models differ."""
+        sig = [(tuple(t.shape), str(t.dtype)) for t in tensors]
+        desc = torch.tensor(
+            [sum(t.numel() for t in tensors), zlib.crc32(repr(sig).encode())],
+            dtype=torch.int64,
+            device=self.device,
+        )
+        gathered = self.transport.all_gather(desc).view(-1, 2).tolist()
+        if any(g != gathered[0] for g in gathered):
+            sizes = ", ".join(f"particle {i}: {g[0]} values" for i, g in enumerate(gathered))
+            raise ValueError(f"model: the particles' models differ in shape ({sizes})")
 
     def distances(self, own_distance: float) -> list[float | None]:
         """Every particle's distance (``all``), or only ours (no global view in a neighbourhood)."""

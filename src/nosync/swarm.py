@@ -1,7 +1,7 @@
 """``Swarm``: the NoSync round around an ordinary PyTorch loop.
 
 Every rank trains its own copy of the model (a *particle*).  Every ``period`` optimizer steps a
-round runs, in three parts that live in their own modules:
+round runs (``round.py``), in three parts that live in their own modules:
 
 1. **plan** (``planner.py``): the fitness exchange, the leader (lowest finite fitness, ties to
    the lowest index), the diverged particles to reset, the neighbourhood;
@@ -16,9 +16,7 @@ context manager that hooks ``optimizer.step`` and leaves the user's loop alone.
 
 from __future__ import annotations
 
-import math
 import time
-import zlib
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -30,18 +28,15 @@ from torch import Tensor, nn
 from . import placement, rules, topology
 from .evaluate import fitness_value
 from .exchange import Exchange
-from .planner import Plan, finite_or_none
-from .records import RoundRecord, round_record
-from .rules import Exchanged, Rule, RuleOptions
+from .planner import finite_or_none
+from .records import RoundRecord
+from .round import Round, SwarmDivergedError
+from .rules import Rule, RuleOptions
 from .transport import DistTransport, Transport
-from .weights import flatten_weights, float_tensors, load_weights, unwrap
+from .weights import flatten_weights, load_weights, unwrap
 
 Fitness = Callable[[nn.Module], float]
 __all__ = ["Swarm", "SwarmDivergedError", "flatten_weights", "load_weights", "particle_groups"]
-
-
-class SwarmDivergedError(RuntimeError):
-    """Every particle has a non-finite fitness: there is no leader to recover from."""
 
 
 def particle_groups(
@@ -107,17 +102,18 @@ class Swarm:
         self.period, self.pressure = int(period), float(pressure)
         self.schedule, self.total_steps = schedule, total_steps
         self.transport, self.topology = transport, topology
-        self.is_head = transport.is_head
-        self.particle, self.particles = transport.particle, transport.particles
-        options = RuleOptions(max(self.particle, 0), seed, float(inertia), float(c1), float(c2))
+        self.is_head, self.particles = transport.is_head, transport.particles
+        options = RuleOptions(
+            max(transport.particle, 0), seed, float(inertia), float(c1), float(c2)
+        )
         self.rule = rule if isinstance(rule, Rule) else rules.make_rule(name, options)
-        self.exchange = Exchange(transport, topology, neighbors, seed, exchange_dtype, self._device)
+        exchange = Exchange(transport, topology, neighbors, seed, exchange_dtype, self._device)
+        self.round = Round(model, optimizer, fitness, self.rule, exchange)
         self.step, self.rounds = 0, 0
         self.history: list[RoundRecord] = []
         self.best_particle: int | None = None
         self.final_fitness: list[float | None] | None = None
         self._hook: Any = None
-        self._checked = False
 
     # ---- context manager: hook optimizer.step -----------------------------------------------
     def __enter__(self) -> Swarm:
@@ -144,114 +140,12 @@ class Swarm:
         start = time.perf_counter()
         seconds0, bytes0 = self.transport.seconds, self.transport.bytes
         self.rounds += 1
-        record = self._round() if self.is_head else None
-        record = self._share_in_particle(record)
+        record = self.round.run(self.rounds, self.step, self.current_pressure())
         record["seconds"] = time.perf_counter() - start
         record["comm_seconds"] = self.transport.seconds - seconds0
         record["comm_bytes"] = self.transport.bytes - bytes0
         self.history.append(record)
         return record
-
-    def _round(self) -> RoundRecord:
-        own = flatten_weights(self.model)
-        self._check_shapes()
-        hood = None if self.exchange.everyone else self.exchange.neighbourhood(self.rounds)
-        plan = self._plan(own, hood)  # 1. who leads, who diverged
-        got = Exchanged(self.current_pressure(), plan.known.get(self.particle, math.inf))
-        ints = None
-        if self.rule.exchange == "leader":  # 2. what the rule needs
-            got.leader = self.exchange.leader_weights(own, plan, hood)
-            ints = self.exchange.leader_ints(self.model, plan)
-        elif self.rule.exchange == "sum":
-            plan = self._sum(own, plan, got)
-        new, distance, target = own, math.nan, None
-        if got.leader is not None or got.total is not None:  # 3. the rule moves the particle
-            anchor, target = self.rule.anchor(own, got), self.rule.target
-            if plan.me_diverged:
-                new = self.rule.restart(anchor, got)
-            else:
-                distance = float(torch.linalg.vector_norm(own - anchor))
-                new = self.rule.pull(own, anchor, got)
-        if new is not own:
-            load_weights(self.model, new)
-        if plan.me_diverged and new is not own:
-            self._reset(ints)
-        fitness = self.rule.needs_fitness
-        return round_record(
-            self.rounds,
-            self.step,
-            fitness=plan.fitness_list() if fitness else None,
-            leader=plan.leader if fitness else None,
-            distance=None if target is None else self.exchange.distances(distance),
-            target=target,
-            pressure=got.pressure,
-            reset=plan.resets,
-        )
-
-    def _plan(self, own: Tensor, hood: Any) -> Plan:
-        if not self.rule.needs_fitness:
-            return Plan(self.particle, self.particles, everyone=hood is None)
-        plan = self.exchange.fitness(self._own_fitness(own), hood)
-        if plan.leader is None and plan.everyone:
-            raise SwarmDivergedError(
-                f"every particle diverged at step {self.step} (fitness {list(plan.known.values())})"
-            )
-        return plan
-
-    def _sum(self, own: Tensor, plan: Plan, got: Exchanged) -> Plan:
-        """Exchange ``sum``: the rule's contributions summed over the live particles."""
-
-        def mean(t: Tensor) -> Tensor:
-            nonlocal plan
-            total, plan = self.exchange.live_sum(t, own, plan)
-            return total / (self.particles - len(plan.diverged))
-
-        self.rule.prepare(own, mean)
-        got.total, plan = self.exchange.live_sum(self.rule.contribution(own), own, plan)
-        got.alive = self.particles - len(plan.diverged)
-        return plan
-
-    def _reset(self, ints: Tensor | None) -> None:
-        """A diverged particle: the leader's integer buffers where they came along (``all``),
-        optimizer and rule state cleared."""
-        if ints is not None:
-            load_weights(self.model, ints, integer=True)
-        self.optimizer.state.clear()
-        self.rule.reset()
-
-    def _share_in_particle(self, record: RoundRecord | None) -> RoundRecord:
-        """Hybrid particles: the head's new weights and round record go to the other ranks."""
-        if not self.transport.hybrid:
-            assert record is not None
-            return record
-        flat = flatten_weights(self.model)
-        record = self.transport.share_in_particle([flat], record)
-        self.particle = self.transport.particle
-        if not self.is_head:
-            load_weights(self.model, flat)
-            if self.particle in record["reset"]:
-                self.optimizer.state.clear()
-        return dict(record)  # type: ignore[return-value]
-
-    def _own_fitness(self, flat: Tensor) -> float:
-        return fitness_value(self.fitness, self.model, flat)
-
-    def _check_shapes(self) -> None:
-        """Detect particles whose models differ before a collective of mismatched sizes hangs."""
-        if self._checked:
-            return
-        tensors = float_tensors(self.model)
-        sig = [(tuple(t.shape), str(t.dtype)) for t in tensors]
-        desc = torch.tensor(
-            [sum(t.numel() for t in tensors), zlib.crc32(repr(sig).encode())],
-            dtype=torch.int64,
-            device=self._device,
-        )
-        gathered = self.transport.all_gather(desc).view(-1, 2).tolist()
-        if any(g != gathered[0] for g in gathered):
-            sizes = ", ".join(f"particle {i}: {g[0]} values" for i, g in enumerate(gathered))
-            raise ValueError(f"model: the particles' models differ in shape ({sizes})")
-        self._checked = True
 
     # ---- the end ------------------------------------------------------------------------------
     def finalize(self) -> dict[str, Tensor]:
@@ -259,9 +153,10 @@ class Swarm:
         the rule's own (EASGD's centre); returns its weights."""
         if self.is_head:
             own = flatten_weights(self.model)
-            self._check_shapes()
+            self.round.check_shapes()
+            fit = fitness_value(self.fitness, self.model, own)
             fits = self.transport.all_gather(
-                torch.tensor([self._own_fitness(own)], dtype=torch.float64, device=self._device)
+                torch.tensor([fit], dtype=torch.float64, device=self._device)
             )
             best = rules.elect_leader(fits.cpu())
             if best is None:
@@ -287,6 +182,11 @@ class Swarm:
         return {k: v.detach().clone() for k, v in unwrap(self.model).state_dict().items()}
 
     # ---- state ----------------------------------------------------------------------------------
+    @property
+    def particle(self) -> int:
+        """This particle's index (on the other ranks of a hybrid particle: after a round)."""
+        return self.transport.particle
+
     @property
     def center(self) -> Tensor | None:
         """EASGD's centre variable (flat), once the first round has made it."""
