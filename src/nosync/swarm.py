@@ -87,9 +87,11 @@ class Swarm:
         exchange_dtype: torch.dtype = torch.float32,
         transport: Transport | None = None,
     ) -> None:
-        name = rule.name if isinstance(rule, Rule) else rule
-        _check_args(model, optimizer, fitness, period, pressure, name, schedule, total_steps)
-        _check_exchange(name, topology, neighbors, exchange_dtype)
+        kind = rule if isinstance(rule, Rule) else rules.REGISTRY.get(rule)  # type: ignore[arg-type]
+        if kind is None:
+            raise ValueError(f"rule must be one of {', '.join(rules.REGISTRY)}, got {rule!r}")
+        _check_args(model, optimizer, fitness, period, pressure, schedule, total_steps)
+        _check_exchange(kind, topology, neighbors, exchange_dtype)
         self._device = next(unwrap(model).parameters()).device
         if transport is None:
             if not dist.is_available() or not dist.is_initialized():
@@ -106,7 +108,7 @@ class Swarm:
         options = RuleOptions(
             max(transport.particle, 0), seed, float(inertia), float(c1), float(c2)
         )
-        self.rule = rule if isinstance(rule, Rule) else rules.make_rule(name, options)
+        self.rule = rule if isinstance(rule, Rule) else rules.make_rule(kind.name, options)
         exchange = Exchange(transport, topology, neighbors, seed, exchange_dtype, self._device)
         self.round = Round(model, optimizer, fitness, self.rule, exchange)
         self.step, self.rounds = 0, 0
@@ -218,15 +220,17 @@ class Swarm:
         self.transport.seconds, self.transport.bytes = state["comm_seconds"], state["comm_bytes"]
 
 
-def _check_exchange(rule: str, topology_: str, neighbors: int, dtype: torch.dtype) -> None:
+def _check_exchange(
+    rule: Rule | type[Rule], topology_: str, neighbors: int, dtype: torch.dtype
+) -> None:
     if topology_ not in topology.TOPOLOGIES:
         raise ValueError(
             f"topology must be one of {', '.join(topology.TOPOLOGIES)}, got {topology_!r}"
         )
-    if topology_ != "all" and rules.REGISTRY[rule].exchange == "sum":
+    if topology_ != "all" and rule.exchange == "sum":
         raise ValueError(
-            f"topology {topology_!r} works with the leader, pso and none rules, "
-            f"not {rule!r} (which averages over the whole swarm)"
+            f"topology {topology_!r} works with rules that pull toward a leader, "
+            f"not {rule.name!r} (which sums over the whole swarm)"
         )
     if isinstance(neighbors, bool) or not isinstance(neighbors, int) or neighbors < 1:
         raise ValueError(f"neighbors must be a positive int, got {neighbors!r}")
@@ -240,7 +244,6 @@ def _check_args(
     fitness: object,
     period: object,
     pressure: object,
-    rule: object,
     schedule: object,
     total_steps: object,
 ) -> None:
@@ -260,8 +263,6 @@ def _check_args(
         raise TypeError(f"pressure must be a number, got {type(pressure).__name__}")
     if not 0.0 <= float(pressure) <= 1.0:
         raise ValueError(f"pressure must be in [0, 1], got {pressure}")
-    if rule not in rules.REGISTRY:
-        raise ValueError(f"rule must be one of {', '.join(rules.REGISTRY)}, got {rule!r}")
     if schedule not in rules.SCHEDULES:
         raise ValueError(f"schedule: must be one of {', '.join(rules.SCHEDULES)}, got {schedule!r}")
     if schedule == "linear" and not total_steps:
