@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
+
+import nosync_run
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,34 +33,13 @@ def main() -> None:
     rows = []
     for dtype in args.dtypes.split(","):
         for seed in range(args.seeds):
-            run = out / "cells" / f"{dtype}-s{seed}"
-            if not (run / "summary.json").exists():
-                cmd = [
-                    sys.executable,
-                    "-m",
-                    "nosync",
-                    "train",
-                    "--workers",
-                    str(args.workers),
-                    "--dataset",
-                    "fashion-mnist",
-                    "--epochs",
-                    str(args.epochs),
-                    "--seed",
-                    str(seed),
-                    "--exchange",
-                    dtype,
-                    "--threads",
-                    "1",
-                    "--quiet",
-                    "--out",
-                    str(run),
-                ]
-                result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-                if result.returncode:
-                    sys.exit(f"{' '.join(cmd)} failed:\n{result.stderr[-2000:]}")
-            summary = json.loads((run / "summary.json").read_text())
-            records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+            flags = [
+                "--workers", str(args.workers), "--dataset", "fashion-mnist",
+                "--epochs", str(args.epochs), "--seed", str(seed), "--exchange", dtype,
+                "--threads", "1",
+            ]  # fmt: skip
+            done = nosync_run.run("train", flags, out / "cells" / f"{dtype}-s{seed}")
+            summary, records = done.summary, done.records
             round_bytes = sum(r["comm_bytes"] for r in records if r["type"] == "round")
             rows.append(
                 {

@@ -30,6 +30,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import nosync_run
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -41,8 +43,7 @@ def run(cmd: list[str]) -> str:
 
 
 def nosync_train(out: Path, *flags: str) -> dict:
-    run([sys.executable, "-m", "nosync", "train", *flags, "--quiet", "--out", str(out)])
-    return json.loads((out / "summary.json").read_text())
+    return nosync_run.run("train", list(flags), out).summary
 
 
 def two_at_once(cmd: list[str]) -> float:

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import nosync_run
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 from helpers import worker_pids  # noqa: E402  (the same process-tree lookup the tests use)
@@ -39,7 +41,7 @@ def records(out: Path) -> list[dict]:
 def run(flags: list[str], out: Path, kill_at: int | None) -> dict:
     start = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nosync", "train", *flags, "--out", str(out)],
+        nosync_run.command("train", flags, out),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -57,7 +59,7 @@ def run(flags: list[str], out: Path, kill_at: int | None) -> dict:
     _, err = proc.communicate()
     if proc.returncode:
         sys.exit(f"run failed:\n{err[-2000:]}")
-    summary = json.loads((out / "summary.json").read_text())
+    summary = nosync_run.read(out).summary
     result = {
         "wall": time.monotonic() - start,
         "accuracy": summary["test_accuracy"],

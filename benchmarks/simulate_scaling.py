@@ -18,25 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
+
+import nosync_run
 
 HERE = Path(__file__).resolve().parent
 
 
 def run(out: Path, flags: list[str]) -> list[dict]:
-    if not (out / "summary.json").exists():
-        result = subprocess.run(
-            [sys.executable, "-m", "nosync", "simulate", *flags, "--quiet", "--out", str(out)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode:
-            sys.exit(f"{out.name} failed:\n{result.stderr[-2000:]}")
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["type"] == "eval"]
+    return nosync_run.run("simulate", flags, out).of_type("eval")
 
 
 def steps_to(curve: list[dict], target: float) -> int | None:

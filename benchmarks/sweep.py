@@ -16,9 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
+
+import nosync_run
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,20 +29,7 @@ def floats(text: str) -> list[float]:
 
 
 def run_cell(out: Path, flags: list[str]) -> dict:
-    if not (out / "summary.json").exists():
-        if out.exists():
-            import shutil
-
-            shutil.rmtree(out)
-        result = subprocess.run(
-            [sys.executable, "-m", "nosync", "train", *flags, "--quiet", "--out", str(out)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode:
-            sys.exit(f"cell {out.name} failed:\n{result.stderr[-2000:]}")
-    s = json.loads((out / "summary.json").read_text())
+    s = nosync_run.run("train", flags, out).summary
     return {
         "test_accuracy": s["test_accuracy"],
         "ensemble_test_accuracy": s["ensemble_test_accuracy"],
