@@ -277,6 +277,28 @@ def test_ring_round_pulls_toward_the_best_neighbour_only() -> None:
         assert torch.equal(after, out[leaders[i]][1])
 
 
+def test_a_reset_in_a_ring_takes_the_local_leaders_integer_buffers() -> None:
+    fitness = [0.5, 0.1, 0.3, 0.2]
+
+    def particle(endpoint: Any, i: int) -> tuple[Any, int, torch.Tensor]:
+        model = bn_model(seed=i)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        step_once(model, opt, seed=i, times=i + 1)  # num_batches_tracked = i + 1
+        if i == 0:
+            with torch.no_grad():
+                model[0].bias.fill_(math.nan)
+        swarm = Swarm(
+            model, opt, lambda m: fitness[i], pressure=0.5, topology="ring", transport=endpoint
+        )
+        record = swarm.sync()
+        return record, int(model[1].num_batches_tracked), flatten_weights(model)
+
+    out = in_threads(4, particle)
+    assert out[0][0]["leader"] == 1 and out[0][0]["reset"] == [0]  # ring: sees 3, 0 and 1
+    assert out[0][1] == 2 and torch.isfinite(out[0][2]).all()  # particle 1's buffers came along
+    assert [o[1] for o in out[1:]] == [2, 3, 4]  # the others keep their own
+
+
 def test_a_rule_object_can_be_passed_in() -> None:
     class HalfwayToZero(LeaderRule):
         name = "halfway"

@@ -1,10 +1,12 @@
 """What happens between training steps besides training: checkpoints, Ctrl+C, fault injection.
 
 Stopping and checkpointing must happen at the same step on every rank, or a rank would wait
-forever in a collective the others never enter.  So every ``period`` steps all ranks take part in
-a *stop vote* (one tiny all-reduce); the vote and the checkpoint steps are the only places a run
-stops.  A swarm already meets at that step for its sync round, so the vote adds no new waiting;
-Ctrl+C takes effect within one period.
+forever in a collective the others never enter.  Checkpoints come at fixed steps (every
+``checkpoint_every`` rounds of ``period`` steps, and the last step).  Stopping goes through a *stop
+vote* (one tiny all-reduce) on a cadence of its own: about every ``VOTE_SECONDS`` of training, and
+at least once a period, so a Ctrl+C takes effect quickly even with a very long period.  The
+cadence is agreed in each vote (the slowest rank's seconds per step ride along), so every rank
+knows the next vote step without asking.
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ def install_sigint_handler() -> Any:
     return signal.signal(signal.SIGINT, _on_sigint)
 
 
+VOTE_SECONDS = 0.5  # aim: a Ctrl+C is honoured within about this much training time
+FIRST_VOTE = 20  # steps to the first vote, before any step has been timed
+
+
 class Control:
     def __init__(
         self,
@@ -81,6 +87,7 @@ class Control:
         self.faults = {step for kind, step, rank in faults if rank == placement.rank}
         self.save_every = cfg.checkpoint_every * cfg.period
         self._previous_handler = install_sigint_handler()
+        self._schedule_vote(strategy.step, min(cfg.period, FIRST_VOTE))
 
     def close(self) -> None:
         signal.signal(signal.SIGINT, self._previous_handler)
@@ -92,18 +99,26 @@ class Control:
         step = self.strategy.step
         if step in self.faults:
             self._inject_nan(step)
-        if step % self.cfg.period and step != self.total:
-            return
-        stop = bool(_stop_requested_at)
-        if dist.get_world_size() > 1:  # alone, there is no one to agree with (saves ~2 ms)
-            flag = torch.tensor([1.0 if stop else 0.0])
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            stop = bool(flag.item())
-        due = step == self.total or (self.save_every and step % self.save_every == 0)
+        stop = self._vote(step) if step == self._next_vote else False
+        due = step == self.total or bool(self.save_every and step % self.save_every == 0)
         if stop or due:
             self.save(step, monitor_state())
         if stop:
             raise Interrupted(step)
+
+    def _schedule_vote(self, step: int, every: int) -> None:
+        self._next_vote, self._vote_clock = step + max(1, every), (step, time.perf_counter())
+
+    def _vote(self, step: int) -> bool:
+        """Agree on stopping, and on the steps to the next vote (from the slowest rank's pace)."""
+        since, t0 = self._vote_clock
+        pace = (time.perf_counter() - t0) / max(1, step - since)
+        vote = torch.tensor([1.0 if _stop_requested_at else 0.0, pace], dtype=torch.float64)
+        if dist.get_world_size() > 1:  # alone, there is no one to agree with (saves ~2 ms)
+            dist.all_reduce(vote, op=dist.ReduceOp.MAX)
+        every = min(self.cfg.period, round(VOTE_SECONDS / max(float(vote[1]), 1e-9)))
+        self._schedule_vote(step, every)
+        return bool(vote[0])
 
     def _inject_nan(self, step: int) -> None:
         print(
@@ -147,4 +162,5 @@ class Control:
             self.scheduler.load_state_dict(state["scheduler"])
         self.strategy.load_state_dict(state["strategy"])
         torch.set_rng_state(state["rng"])
+        self._schedule_vote(self.strategy.step, min(self.cfg.period, FIRST_VOTE))
         return state

@@ -69,40 +69,50 @@ class Exchange:
         known = dict(enumerate(t.all_gather(self._scalar(fit)).tolist()))
         return planner.plan(t.particle, t.particles, known, everyone=True)
 
-    def leader_weights(self, own: Tensor, plan: Plan, hood: Neighbourhood | None) -> Tensor | None:
+    def leader_weights(
+        self, model: nn.Module, own: Tensor, plan: Plan, hood: Neighbourhood | None
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """The (local) leader's weights, and its integer buffers (``num_batches_tracked``) when a
+        particle that takes them is reset this round (``None`` otherwise)."""
         if hood is not None:
-            return self._neighbour_leader(own, plan.leader, hood)
+            return self._neighbour_leader(model, own, plan, hood)
         assert plan.leader is not None
         if self.transport.particle == plan.leader:
             self.transport.broadcast(own.to(self.dtype), plan.leader)
-            return own
-        buf = torch.empty(own.shape, dtype=self.dtype, device=own.device)
-        return self.transport.broadcast(buf, plan.leader).to(own.dtype)
-
-    def leader_ints(self, model: nn.Module, plan: Plan) -> Tensor | None:
-        """The leader's integer buffers (``num_batches_tracked``) when somebody is reset this
-        round; with ``all`` only, where every particle knows who diverged."""
-        if not (self.everyone and plan.diverged and plan.leader is not None):
-            return None
+            lead = own
+        else:
+            buf = torch.empty(own.shape, dtype=self.dtype, device=own.device)
+            lead = self.transport.broadcast(buf, plan.leader).to(own.dtype)
         ints = flatten_weights(model, integer=True)
-        return self.transport.broadcast(ints, plan.leader) if ints.numel() else None
+        if not plan.diverged or not ints.numel():  # every particle knows who diverged
+            return lead, None
+        return lead, self.transport.broadcast(ints, plan.leader)
 
     def _neighbour_leader(
-        self, own: Tensor, leader: int | None, hood: Neighbourhood
-    ) -> Tensor | None:
-        """Tell each in-neighbour whether we want its weights; send ours to whoever wants them."""
-        me = self.transport.particle
+        self, model: nn.Module, own: Tensor, plan: Plan, hood: Neighbourhood
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """Tell each in-neighbour whether we want its weights (2: and its integer buffers, we
+        diverged); send ours to whoever wants them."""
+        me, leader = self.transport.particle, plan.leader
         flags = {j: torch.empty(1, dtype=F64, device=self.device) for j in hood.outs}
-        asks = {j: self._scalar(1.0 if j == leader else 0.0) for j in hood.ins}
+        ask = 2.0 if plan.me_diverged else 1.0
+        asks = {j: self._scalar(ask if j == leader else 0.0) for j in hood.ins}
         self.transport.exchange(asks, flags)
         packed = own.to(self.dtype)
         send = {j: packed for j, flag in flags.items() if flag.item()}
         want = leader if leader is not None and leader != me else None
         recv = {} if want is None else {want: torch.empty_like(own, dtype=self.dtype)}
         self.transport.exchange(send, recv)
+        ints = flatten_weights(model, integer=True)
+        got_ints = {want: torch.empty_like(ints)} if want is not None and ask == 2.0 else {}
+        if ints.numel():  # a third, usually empty, exchange: integer buffers for resets
+            self.transport.exchange(
+                {j: ints for j, f in flags.items() if f.item() == 2.0}, got_ints
+            )
         if leader is None:
-            return None
-        return own if leader == me else recv[leader].to(own.dtype)
+            return None, None
+        lead = own if leader == me else recv[leader].to(own.dtype)
+        return lead, got_ints.get(leader) if ints.numel() else None
 
     def live_sum(self, t: Tensor, own: Tensor, plan: Plan) -> tuple[Tensor, Plan]:
         """The sum of ``t`` over the particles that have not diverged (they add zeros).

@@ -60,8 +60,7 @@ class Round:
         got = Exchanged(pressure, plan.known.get(self.transport.particle, math.inf))
         ints = None
         if self.rule.exchange == "leader":  # 2. what the rule needs
-            got.leader = self.exchange.leader_weights(own, plan, hood)
-            ints = self.exchange.leader_ints(self.model, plan)
+            got.leader, ints = self.exchange.leader_weights(self.model, own, plan, hood)
         elif self.rule.exchange == "sum":
             plan = self._sum(own, plan, got)
         new, distance, target = own, math.nan, None
@@ -113,7 +112,7 @@ class Round:
         return plan
 
     def _reset(self, ints: Tensor | None) -> None:
-        """A diverged particle: the leader's integer buffers where they came along (``all``),
+        """A diverged particle: the leader's integer buffers (when the rule fetches a leader),
         optimizer and rule state cleared."""
         if ints is not None:
             load_weights(self.model, ints, integer=True)
