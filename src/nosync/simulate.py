@@ -34,7 +34,7 @@ from .errors import UserError
 from .evaluate import accuracy, accuracy_of, fitness_value, loss_fitness, predict_proba
 from .metrics import MetricsLog, clean_json
 from .models import build_model
-from .swarm import Swarm
+from .strategies import swarm_of
 from .train import lr_scheduler
 from .transport import LocalWorld
 from .weights import flatten_weights
@@ -56,23 +56,8 @@ class Particle:
         self.batches = Batches(n, cfg.batch_size, cfg.seed, index, world.particles, shard=cfg.shard)
         self.total = cfg.steps or max(1, round(cfg.epochs * self.batches.steps_per_epoch))
         self.scheduler = lr_scheduler(self.optimizer, cfg, self.total, ranks_per_particle=1)
-        self.swarm = Swarm(
-            self.model,
-            self.optimizer,
-            fitness,
-            period=cfg.period,
-            pressure=cfg.pressure,
-            rule=cfg.rule,
-            schedule=cfg.schedule,
-            total_steps=self.total,
-            inertia=cfg.inertia,
-            c1=cfg.c1,
-            c2=cfg.c2,
-            seed=cfg.seed,
-            topology=cfg.topology,
-            neighbors=cfg.neighbors,
-            exchange_dtype=getattr(torch, cfg.exchange),
-            transport=world.endpoint(index),
+        self.swarm = swarm_of(
+            cfg, self.model, self.optimizer, fitness, self.total, transport=world.endpoint(index)
         )
 
     def train(self, until: int, x: Tensor, y: Tensor) -> None:

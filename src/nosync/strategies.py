@@ -20,6 +20,7 @@ from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_
 from torch.distributed.algorithms.model_averaging.averagers import PeriodicModelAverager
 
 from .config import TrainConfig
+from .hooks import StepHook
 from .placement import Placement
 from .records import RoundRecord, round_record
 from .swarm import Swarm
@@ -52,7 +53,7 @@ def counting_allreduce_hook(state, bucket):  # noqa: ANN001, ANN201
     return allreduce_hook(state.group, bucket).then(done)
 
 
-class Strategy:
+class Strategy(StepHook):
     """The interface, and what every strategy shares: the DDP wrapper of a data-parallel
     particle and a step counter hooked on ``optimizer.step``.
 
@@ -76,7 +77,6 @@ class Strategy:
             )
             self.net.register_comm_hook(self.ddp_comm, counting_allreduce_hook)
         self._steps = 0
-        self._hook: Any = None
 
     @classmethod
     def build(
@@ -91,15 +91,6 @@ class Strategy:
         return cls(model, optimizer, placement)
 
     # ---- around optimizer.step ------------------------------------------------------------------
-    def __enter__(self) -> Strategy:
-        self._hook = self.optimizer.register_step_post_hook(self._after_step)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
-
     def _after_step(self, *_: object) -> None:
         self._steps += 1
 
@@ -156,6 +147,35 @@ class DDPStrategy(Strategy):
     name = "ddp"
 
 
+def swarm_of(
+    cfg: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    fitness: FitnessFn,
+    total_steps: int,
+    placement: Placement | None = None,
+    **overrides: Any,
+) -> Swarm:
+    """The :class:`Swarm` a configuration describes (``overrides`` win; e.g. a ``transport``)."""
+    settings: dict[str, Any] = {
+        "period": cfg.period,
+        "pressure": cfg.pressure,
+        "rule": cfg.rule,
+        "schedule": cfg.schedule,
+        "total_steps": total_steps,
+        "inertia": cfg.inertia,
+        "c1": cfg.c1,
+        "c2": cfg.c2,
+        "seed": cfg.seed,
+        "topology": cfg.topology,
+        "neighbors": cfg.neighbors,
+        "exchange_dtype": getattr(torch, cfg.exchange),
+    }
+    if placement is not None:
+        settings |= {"group": placement.swarm_group, "particle_group": placement.particle_group}
+    return Swarm(model, optimizer, fitness, **(settings | overrides))
+
+
 class SwarmStrategy(Strategy):
     """NoSync: each particle (one rank, or a DDP group) trains alone; a :class:`Swarm` pulls it
     every period with the configured rule."""
@@ -174,43 +194,8 @@ class SwarmStrategy(Strategy):
         self.swarm = swarm
 
     @classmethod
-    def swarm_of(
-        cls,
-        cfg: TrainConfig,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        fitness: FitnessFn,
-        placement: Placement,
-        total_steps: int,
-        **overrides: Any,
-    ) -> Swarm:
-        settings: dict[str, Any] = {
-            "period": cfg.period,
-            "pressure": cfg.pressure,
-            "rule": cfg.rule,
-            "schedule": cfg.schedule,
-            **overrides,
-        }
-        return Swarm(
-            model,
-            optimizer,
-            fitness,
-            total_steps=total_steps,
-            group=placement.swarm_group,
-            particle_group=placement.particle_group,
-            inertia=cfg.inertia,
-            c1=cfg.c1,
-            c2=cfg.c2,
-            seed=cfg.seed,
-            topology=cfg.topology,
-            neighbors=cfg.neighbors,
-            exchange_dtype=getattr(torch, cfg.exchange),
-            **settings,
-        )
-
-    @classmethod
     def build(cls, cfg, model, optimizer, fitness, placement, total_steps) -> Strategy:  # noqa: ANN001
-        swarm = cls.swarm_of(cfg, model, optimizer, fitness, placement, total_steps)
+        swarm = swarm_of(cfg, model, optimizer, fitness, total_steps, placement)
         return cls(model, optimizer, placement, swarm)
 
     def __enter__(self) -> SwarmStrategy:
@@ -263,8 +248,8 @@ class EASGDStrategy(SwarmStrategy):
     @classmethod
     def build(cls, cfg, model, optimizer, fitness, placement, total_steps) -> Strategy:  # noqa: ANN001
         alpha = cfg.easgd_beta / placement.particles
-        swarm = cls.swarm_of(
-            cfg, model, optimizer, fitness, placement, total_steps,
+        swarm = swarm_of(
+            cfg, model, optimizer, fitness, total_steps, placement,
             rule="easgd", pressure=alpha, schedule="constant",
         )  # fmt: skip
         return cls(model, optimizer, placement, swarm)

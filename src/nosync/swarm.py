@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from . import placement, rules, topology
 from .evaluate import fitness_value
 from .exchange import Exchange
+from .hooks import StepHook
 from .planner import finite_or_none
 from .records import RoundRecord
 from .round import Round, SwarmDivergedError
@@ -46,7 +47,7 @@ def particle_groups(
     return placement.particle_groups(ranks_per_particle, timeout)
 
 
-class Swarm:
+class Swarm(StepHook):
     """Swarm training around an ordinary PyTorch loop.
 
     ``with Swarm(model, optimizer, fitness=fn, period=50, pressure=0.1):`` runs a round after
@@ -115,18 +116,8 @@ class Swarm:
         self.history: list[RoundRecord] = []
         self.best_particle: int | None = None
         self.final_fitness: list[float | None] | None = None
-        self._hook: Any = None
 
-    # ---- context manager: hook optimizer.step -----------------------------------------------
-    def __enter__(self) -> Swarm:
-        self._hook = self.optimizer.register_step_post_hook(self._after_step)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
-
+    # ---- after every optimizer.step (while entered, see StepHook) --------------------------------
     def _after_step(self, *_: object) -> None:
         self.step += 1
         if self.step % self.period == 0:
