@@ -47,6 +47,7 @@ SUMMARY_KEYS = (
     "train_samples_per_second",
     "sync_rounds",
     "sync_seconds",
+    "blocked_seconds",
     "comm_bytes",
     "comm_seconds",
     "steps",

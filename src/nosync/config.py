@@ -7,6 +7,7 @@ file; the help text lives next to the field so that flags, files and docs cannot
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 import tomllib
@@ -51,6 +52,19 @@ class TrainConfig:
         "dtype of weights sent in sync rounds (bfloat16 halves bytes)",
         ("float32", "bfloat16", "float16"),
     )
+    round: str = _f(
+        "blocking",
+        "rounds: blocking (training waits for them) or async (training goes on; the pull lands "
+        "--delay steps later as a correction)",
+        ("blocking", "async"),
+    )
+    delay: int = _f(-1, "async rounds: steps from a round's start to its pull (-1: period / 5)")
+    fitness: str = _f(
+        "held-out",
+        "a particle's fitness: loss on the held-out fitness set, or its mean training loss "
+        "since the last round (free)",
+        ("held-out", "train-loss"),
+    )
     dataset: str = _f("digits", "digits, fashion-mnist, mnist or npz:PATH")
     data_dir: str = _f("", "folder with IDX files (then $NOSYNC_DATA, /usr/share/datasets)")
     train_subset: int = _f(0, "use only this many training examples (0: all)")
@@ -81,7 +95,9 @@ class TrainConfig:
     )
     resume: str = _f("", "continue the run in this folder from its last checkpoint")
     max_restarts: int = _f(0, "restart the workers from the last checkpoint up to N times")
-    inject: str = _f("", "fault injection for tests: nan@STEP:RANK[,...]")
+    inject: str = _f(
+        "", "fault injection for tests: nan@STEP:RANK (NaN weights), slow@RANK:FACTOR[,...]"
+    )
     port: int = _f(0, "local rendezvous port (0: any free port)")
     out: str = _f("", "output folder (default runs/<time>-<strategy>)")
     quiet: bool = _f(False, "no progress bar")
@@ -196,6 +212,7 @@ def validate(cfg: TrainConfig) -> None:
         "timeout": cfg.timeout > 0,
         "easgd_beta": 0 < cfg.easgd_beta <= 1,
         "neighbors": cfg.neighbors >= 1,
+        "delay": -1 <= cfg.delay <= cfg.period,
         "checkpoint_every": cfg.checkpoint_every >= 0,
         "max_restarts": cfg.max_restarts >= 0,
         "port": 0 <= cfg.port < 65536,
@@ -203,16 +220,47 @@ def validate(cfg: TrainConfig) -> None:
     for name, ok in checks.items():
         if not ok:
             raise UserError(f"{name}: invalid value {getattr(cfg, name)!r}")
-    parse_inject(cfg.inject)
+    if cfg.delay > cfg.period:
+        raise UserError(f"delay: {cfg.delay} is more than the period ({cfg.period})")
+    for fault in parse_inject(cfg.inject):
+        if fault.rank >= cfg.workers:
+            raise UserError(
+                f"inject: rank {fault.rank} does not exist ({cfg.workers} worker(s): "
+                f"0..{cfg.workers - 1})"
+            )
 
 
-def parse_inject(spec: str) -> list[tuple[str, int, int]]:
-    """``nan@STEP:RANK[,...]`` -> [("nan", step, rank), ...]."""
+@dataclass(frozen=True)
+class Fault:
+    """``nan@STEP:RANK``: that rank's weights become NaN after STEP.  ``slow@RANK:FACTOR``: that
+    rank sleeps after each step for FACTOR - 1 times the step's own time."""
+
+    kind: str
+    rank: int
+    step: int = 0
+    factor: float = 1.0
+
+
+def parse_inject(spec: str) -> list[Fault]:
     faults = []
     for item in filter(None, (part.strip() for part in spec.split(","))):
         kind, _, where = item.partition("@")
-        step, _, rank = where.partition(":")
-        if kind != "nan" or not step.isdigit() or not rank.isdigit() or int(step) < 1:
-            raise UserError(f"inject: {item!r} is not of the form nan@STEP:RANK (STEP >= 1)")
-        faults.append((kind, int(step), int(rank)))
+        left, _, right = where.partition(":")
+        if kind == "nan" and left.isdigit() and right.isdigit() and int(left) >= 1:
+            faults.append(Fault("nan", int(right), step=int(left)))
+        elif kind == "slow" and left.isdigit() and _number(right) > 1:
+            faults.append(Fault("slow", int(left), factor=_number(right)))
+        else:
+            raise UserError(
+                f"inject: {item!r} is neither nan@STEP:RANK (STEP >= 1) nor "
+                "slow@RANK:FACTOR (FACTOR > 1)"
+            )
     return faults
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        return math.nan
+    return value if math.isfinite(value) else math.nan

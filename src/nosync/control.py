@@ -83,8 +83,10 @@ class Control:
         self.cfg, self.placement, self.total = cfg, placement, total_steps
         self.model, self.optimizer, self.strategy = model, optimizer, strategy
         self.scheduler = scheduler
-        faults = parse_inject(cfg.inject)
-        self.faults = {step for kind, step, rank in faults if rank == placement.rank}
+        mine = [f for f in parse_inject(cfg.inject) if f.rank == placement.rank]
+        self.faults = {f.step for f in mine if f.kind == "nan"}
+        self.slow = max([f.factor for f in mine if f.kind == "slow"], default=1.0)
+        self._step_began = time.perf_counter()
         self.save_every = cfg.checkpoint_every * cfg.period
         self._previous_handler = install_sigint_handler()
         self._schedule_vote(strategy.step, min(cfg.period, FIRST_VOTE))
@@ -99,6 +101,9 @@ class Control:
         step = self.strategy.step
         if step in self.faults:
             self._inject_nan(step)
+        if self.slow > 1:  # a straggler: this step takes `slow` times as long
+            time.sleep((self.slow - 1) * (time.perf_counter() - self._step_began))
+            self._step_began = time.perf_counter()
         stop = self._vote(step) if step == self._next_vote else False
         due = step == self.total or bool(self.save_every and step % self.save_every == 0)
         if stop or due:

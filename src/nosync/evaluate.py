@@ -66,3 +66,39 @@ def fitness_value(fitness: Callable[[nn.Module], float], model: nn.Module, flat:
     except (TypeError, ValueError) as err:
         raise TypeError(f"fitness must return a number, got {type(value).__name__}") from err
     return value if math.isfinite(value) else math.inf
+
+
+class TrainLoss:
+    """A free fitness (``--fitness train-loss``): the mean training loss since the last call.
+
+    The training loop calls :meth:`observe` with each step's loss; a round takes the mean (and
+    starts a new window).  ``cheap`` tells ``Swarm`` it may read it on the training thread at the
+    round's start, which is what keeps an async round deterministic.  Its state is part of the
+    swarm's checkpoint, so that a resumed run sees the same values.
+    """
+
+    cheap = True
+
+    def __init__(self) -> None:
+        self.total: Tensor | float = 0.0  # a tensor while steps add to it: no sync per step
+        self.count = 0
+
+    def observe(self, loss: Tensor) -> None:
+        self.total = self.total + loss.detach().double()
+        self.count += 1
+
+    def take(self) -> float:
+        """The mean since the last take (NaN before any step); starts a new window."""
+        value = float(self.total) / self.count if self.count else math.nan
+        self.total, self.count = 0.0, 0
+        return value
+
+    def __call__(self, model: nn.Module) -> float:
+        value = self.take()
+        return value if math.isfinite(value) else math.inf
+
+    def state_dict(self) -> dict[str, float]:
+        return {"total": float(self.total), "count": self.count}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.total, self.count = float(state["total"]), int(state["count"])

@@ -52,15 +52,20 @@ class Exchange:
     def _scalar(self, value: float) -> Tensor:
         return torch.tensor([value], dtype=F64, device=self.device)
 
-    def fitness(self, fit: float, hood: Neighbourhood | None) -> Plan:
+    def fitness(self, fit: float, hood: Neighbourhood | None, aux: float = math.nan) -> Plan:
+        """Every known particle's fitness, and a second signal riding along (the mean training
+        loss, for the log) in the same message."""
         t = self.transport
+        mine = torch.tensor([fit, aux], dtype=F64, device=self.device)
         if hood is None:
-            known = dict(enumerate(t.all_gather(self._scalar(fit)).tolist()))
+            rows = dict(enumerate(t.all_gather(mine).view(-1, 2).tolist()))
         else:
-            got = {j: torch.empty(1, dtype=F64, device=self.device) for j in hood.ins}
-            t.exchange({j: self._scalar(fit) for j in hood.outs}, got)
-            known = {t.particle: fit, **{j: float(v.item()) for j, v in got.items()}}
-        return planner.plan(t.particle, t.particles, known, everyone=hood is None)
+            got = {j: torch.empty(2, dtype=F64, device=self.device) for j in hood.ins}
+            t.exchange({j: mine for j in hood.outs}, got)
+            rows = {t.particle: [fit, aux], **{j: v.tolist() for j, v in got.items()}}
+        known = {i: row[0] for i, row in rows.items()}
+        extra = {i: row[1] for i, row in rows.items()}
+        return planner.plan(t.particle, t.particles, known, everyone=hood is None, aux=extra)
 
     def health(self, own: Tensor) -> Plan:
         """Who diverged (non-finite weights), for rules that exchange no fitness."""

@@ -216,11 +216,17 @@ class Monitor:
     def finish(
         self, strategy: Strategy, model: nn.Module, before: dict[str, Any]
     ) -> dict[str, Any] | None:
+        rounds = strategy.history
+        blocked = [0.0] * self.place.world  # every rank's seconds held up by rounds
+        mine = sum(r["blocked_seconds"] for r in rounds)
+        if self.place.world > 1:
+            dist.all_gather_object(blocked, mine)
+        else:
+            blocked = [mine]
         if not self.root:
             return None
         train_seconds = self.train_seconds()
         comm_seconds, comm_bytes = strategy.comm()
-        rounds = strategy.history
         samples = self.total * self.cfg.batch_size * self.cfg.workers
         summary = {
             "strategy": self.cfg.strategy,
@@ -245,6 +251,10 @@ class Monitor:
             "train_samples_per_second": samples / train_seconds if train_seconds > 0 else math.nan,
             "sync_rounds": len(rounds),
             "sync_seconds": sum(r["seconds"] for r in rounds),
+            "round_mode": self.cfg.round if self.cfg.strategy in ("nosync", "easgd") else None,
+            "blocked_seconds": blocked[0],
+            "blocked_seconds_per_rank": blocked,
+            "blocked_share": blocked[0] / train_seconds if train_seconds > 0 else math.nan,
             "comm_bytes": comm_bytes,
             "comm_seconds": comm_seconds,
             "leaders": [r["leader"] for r in rounds],

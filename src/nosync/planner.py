@@ -41,6 +41,7 @@ class Plan:
     leader: int | None = None  # the best finite fitness known; ties to the lowest index
     diverged: list[int] = field(default_factory=list)  # known particles with non-finite fitness
     everyone: bool = True  # the whole swarm is known (topology "all")
+    aux: dict[int, float] = field(default_factory=dict)  # a second signal (mean training loss)
 
     @property
     def me_diverged(self) -> bool:
@@ -55,8 +56,20 @@ class Plan:
         """Per particle; ``None`` where unknown here or non-finite (the log's form)."""
         return [finite_or_none(self.known.get(i)) for i in range(self.particles)]
 
+    def aux_list(self) -> list[float | None] | None:
+        """The second signal per particle, as logged (``None`` when nobody reported one)."""
+        if not any(math.isfinite(v) for v in self.aux.values()):
+            return None
+        return [finite_or_none(self.aux.get(i)) for i in range(self.particles)]
 
-def plan(particle: int, particles: int, known: dict[int, float], everyone: bool) -> Plan:
+
+def plan(
+    particle: int,
+    particles: int,
+    known: dict[int, float],
+    everyone: bool,
+    aux: dict[int, float] | None = None,
+) -> Plan:
     """Elect the leader among the ``known`` fitness values and list the diverged particles."""
     ids = sorted(known)
     best = rules.elect_leader(torch.tensor([known[i] for i in ids], dtype=torch.float64))
@@ -67,6 +80,7 @@ def plan(particle: int, particles: int, known: dict[int, float], everyone: bool)
         leader=None if best is None else ids[best],
         diverged=[i for i in ids if not math.isfinite(known[i])],
         everyone=everyone,
+        aux=dict(aux or {}),
     )
 
 

@@ -20,9 +20,13 @@ class RoundRecord(TypedDict):
     target: str | None  # what the rule pulled toward: "leader", "mean", "center" or None
     pressure: float | None
     reset: list[int]  # particles replaced whole this round (diverged)
-    seconds: float  # wall time of the round on this rank
-    comm_seconds: float  # of which in collectives (waiting for slower ranks included)
+    train_loss: list[float | None] | None  # per particle: mean training loss since the last round
+    seconds: float  # wall time from the round's start to its pull landing, on this rank
+    blocked_seconds: float  # of which the training thread was held up (waiting + work on it)
+    comm_seconds: float  # in collectives (waiting for slower ranks included; in the background
+    #                      for async rounds)
     comm_bytes: int  # payload bytes of those collectives on this rank
+    applied_step: int  # the optimizer step after which the pull landed (== step when blocking)
 
 
 def round_record(
@@ -35,9 +39,12 @@ def round_record(
     target: str | None = None,
     pressure: float | None = None,
     reset: list[int] | None = None,
+    train_loss: list[float | None] | None = None,
     seconds: float = 0.0,
+    blocked_seconds: float = 0.0,
     comm_seconds: float = 0.0,
     comm_bytes: int = 0,
+    applied_step: int | None = None,
 ) -> RoundRecord:
     return RoundRecord(
         round=round_,
@@ -48,7 +55,10 @@ def round_record(
         target=target,
         pressure=pressure,
         reset=list(reset or []),
+        train_loss=train_loss,
         seconds=seconds,
+        blocked_seconds=blocked_seconds,
         comm_seconds=comm_seconds,
         comm_bytes=comm_bytes,
+        applied_step=step if applied_step is None else applied_step,
     )

@@ -1,4 +1,8 @@
-"""One round of the swarm, top to bottom: plan, exchange, rule.
+"""One round of the swarm, top to bottom: plan, exchange, rule; then applying it.
+
+:meth:`Round.compute` works on a snapshot of the particle's position and never touches the
+model, so it can run on the training thread (``--round blocking``) or in the background while
+training goes on (``--round async``):
 
 1. **plan**: evaluate this particle's fitness (only for rules that use it), exchange it
    (``Exchange.fitness``), elect the leader and list the diverged particles (``planner.py``);
@@ -7,19 +11,21 @@
 3. **rule**: the rule's anchor (the point it pulls toward), then its pull; a diverged particle
    restarts instead, with its optimizer and rule state cleared.
 
-Data-parallel particles: only the first rank runs these; the result is then handed to the
-particle's other ranks (``Transport.share_in_particle``).
+:meth:`Round.apply` then moves the live model: onto the new position when no step was taken
+since the snapshot (a blocking round, or a reset), else by the correction ``new - snapshot``,
+so that the steps taken meanwhile are kept.  Data-parallel particles: only the first rank
+computes; :meth:`Round.apply` hands the result to the particle's other ranks.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from .evaluate import fitness_value
 from .exchange import Exchange
 from .planner import Neighbourhood, Plan
 from .records import RoundRecord, round_record
@@ -31,6 +37,36 @@ class SwarmDivergedError(RuntimeError):
     """Every particle has a non-finite fitness: there is no leader to recover from."""
 
 
+@dataclass
+class Outcome:
+    """What a computed round decided for this particle."""
+
+    record: RoundRecord
+    own: Tensor  # the position the round started from (the snapshot)
+    new: Tensor  # where the rule puts it (``own`` itself: no move)
+    reset: bool = False  # diverged: restart at ``new``, optimizer state cleared
+    ints: Tensor | None = None  # the integer buffers a reset takes along
+
+    @property
+    def moved(self) -> bool:
+        return self.new is not self.own
+
+    def state_dict(self) -> dict:
+        return {
+            "record": self.record,
+            "own": self.own,
+            "new": self.new if self.moved else None,
+            "reset": self.reset,
+            "ints": self.ints,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> Outcome:
+        own = state["own"]
+        new = own if state["new"] is None else state["new"]
+        return cls(state["record"], own, new, state["reset"], state["ints"])
+
+
 class Round:
     """The round of one particle: its model and optimizer, its rule, its exchange."""
 
@@ -38,25 +74,27 @@ class Round:
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        fitness: Callable[[nn.Module], float],
         rule: Rule,
         exchange: Exchange,
     ) -> None:
-        self.model, self.optimizer, self.fitness = model, optimizer, fitness
+        self.model, self.optimizer = model, optimizer
         self.rule, self.exchange, self.transport = rule, exchange, exchange.transport
         self._checked = False
 
-    def run(self, number: int, step: int, pressure: float) -> RoundRecord:
-        """Round ``number``, after optimizer step ``step``; on the other ranks of a hybrid
-        particle, only receive its outcome."""
-        record = self._head(number, step, pressure) if self.transport.is_head else None
-        return self._share_in_particle(record)
-
-    def _head(self, number: int, step: int, pressure: float) -> RoundRecord:
-        own = flatten_weights(self.model)
+    def compute(
+        self,
+        number: int,
+        step: int,
+        pressure: float,
+        own: Tensor,
+        fitness: Callable[[], float],
+        train_loss: float = math.nan,
+    ) -> Outcome:
+        """Round ``number``, started after optimizer step ``step`` at position ``own``;
+        ``fitness()`` gives this particle's fitness there (only asked if the rule uses it)."""
         self.check_shapes()
         hood = None if self.exchange.everyone else self.exchange.neighbourhood(number)
-        plan = self._plan(own, hood, step)  # 1. who leads, who diverged
+        plan = self._plan(own, hood, step, fitness, train_loss)  # 1. who leads, who diverged
         got = Exchanged(pressure, plan.known.get(self.transport.particle, math.inf))
         ints = None
         if self.rule.exchange == "leader":  # 2. what the rule needs
@@ -68,30 +106,52 @@ class Round:
             anchor, target = self.rule.anchor(own, got), self.rule.target
             if plan.me_diverged:
                 new = self.rule.restart(anchor, got)
+                self.rule.reset()
             else:
                 distance = float(torch.linalg.vector_norm(own - anchor))
                 new = self.rule.pull(own, anchor, got)
-        if new is not own:
-            load_weights(self.model, new)
-        if plan.me_diverged and new is not own:
-            self._reset(ints)
-        fitness = self.rule.needs_fitness
-        return round_record(
+        uses_fitness = self.rule.needs_fitness
+        record = round_record(
             number,
             step,
-            fitness=plan.fitness_list() if fitness else None,
-            leader=plan.leader if fitness else None,
+            fitness=plan.fitness_list() if uses_fitness else None,
+            leader=plan.leader if uses_fitness else None,
             distance=None if target is None else self.exchange.distances(distance),
             target=target,
             pressure=got.pressure,
             reset=plan.resets,
+            train_loss=plan.aux_list() if uses_fitness else None,
         )
+        return Outcome(record, own, new, plan.me_diverged and new is not own, ints)
 
-    def _plan(self, own: Tensor, hood: Neighbourhood | None, step: int) -> Plan:
+    def apply(self, outcome: Outcome | None, steps_since: int) -> RoundRecord:
+        """Move the live model (see the module docstring); every rank of a particle calls this,
+        the first one with the outcome it computed, the others with ``None``."""
+        overwrite = outcome is None or outcome.reset or steps_since == 0
+        if outcome is not None and outcome.moved:
+            if overwrite:
+                load_weights(self.model, outcome.new)
+            else:
+                load_weights(self.model, flatten_weights(self.model) + (outcome.new - outcome.own))
+            if outcome.reset:
+                self._reset(outcome.ints)
+        if self.transport.hybrid:
+            return self._share_in_particle(outcome, overwrite)
+        assert outcome is not None
+        return outcome.record
+
+    def _plan(
+        self,
+        own: Tensor,
+        hood: Neighbourhood | None,
+        step: int,
+        fitness: Callable[[], float],
+        train_loss: float,
+    ) -> Plan:
         t = self.transport
         if not self.rule.needs_fitness:
             return Plan(t.particle, t.particles, everyone=hood is None)
-        plan = self.exchange.fitness(fitness_value(self.fitness, self.model, own), hood)
+        plan = self.exchange.fitness(fitness(), hood, train_loss)
         if plan.leader is None and plan.everyone:
             raise SwarmDivergedError(
                 f"every particle diverged at step {step} (fitness {list(plan.known.values())})"
@@ -113,21 +173,22 @@ class Round:
 
     def _reset(self, ints: Tensor | None) -> None:
         """A diverged particle: the leader's integer buffers (when the rule fetches a leader),
-        optimizer and rule state cleared."""
+        optimizer state cleared (the rule forgot its own when it computed the restart)."""
         if ints is not None:
             load_weights(self.model, ints, integer=True)
         self.optimizer.state.clear()
-        self.rule.reset()
 
-    def _share_in_particle(self, record: RoundRecord | None) -> RoundRecord:
-        """Hybrid particles: the head's new weights and round record go to the other ranks."""
-        if not self.transport.hybrid:
-            assert record is not None
-            return record
-        flat = flatten_weights(self.model)
-        record = self.transport.share_in_particle([flat], record)
+    def _share_in_particle(self, outcome: Outcome | None, overwrite: bool) -> RoundRecord:
+        """Hybrid particles: the first rank's position (or, for a correction, the correction)
+        and the round record go to the other ranks of the particle."""
+        if overwrite or outcome is None or not outcome.moved:
+            payload = flatten_weights(self.model)  # (on the other ranks: a buffer to fill)
+        else:
+            payload = outcome.new - outcome.own
+        meta = None if outcome is None else (outcome.record, overwrite or not outcome.moved)
+        record, absolute = self.transport.share_in_particle([payload], meta)
         if not self.transport.is_head:
-            load_weights(self.model, flat)
+            load_weights(self.model, payload if absolute else flatten_weights(self.model) + payload)
             if self.transport.particle in record["reset"]:
                 self.optimizer.state.clear()
         return dict(record)  # type: ignore[return-value]

@@ -20,6 +20,7 @@ from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_
 from torch.distributed.algorithms.model_averaging.averagers import PeriodicModelAverager
 
 from .config import TrainConfig
+from .evaluate import TrainLoss
 from .hooks import StepHook
 from .placement import Placement
 from .records import RoundRecord, round_record
@@ -87,6 +88,7 @@ class Strategy(StepHook):
         fitness: FitnessFn,
         placement: Placement,
         total_steps: int,
+        losses: TrainLoss | None = None,
     ) -> Strategy:
         return cls(model, optimizer, placement)
 
@@ -125,6 +127,9 @@ class Strategy(StepHook):
         return self.ddp_comm.seconds, self.ddp_comm.bytes
 
     # ---- the end and checkpoints --------------------------------------------------------------
+    def flush(self) -> None:
+        """Land whatever is still in flight (an async round) before the end's evaluation."""
+
     def finalize(self) -> None:
         return None
 
@@ -158,6 +163,8 @@ def swarm_of(
 ) -> Swarm:
     """The :class:`Swarm` a configuration describes (``overrides`` win; e.g. a ``transport``)."""
     settings: dict[str, Any] = {
+        "mode": cfg.round,
+        "delay": None if cfg.delay < 0 else cfg.delay,
         "period": cfg.period,
         "pressure": cfg.pressure,
         "rule": cfg.rule,
@@ -194,8 +201,8 @@ class SwarmStrategy(Strategy):
         self.swarm = swarm
 
     @classmethod
-    def build(cls, cfg, model, optimizer, fitness, placement, total_steps) -> Strategy:  # noqa: ANN001
-        swarm = swarm_of(cfg, model, optimizer, fitness, total_steps, placement)
+    def build(cls, cfg, model, optimizer, fitness, placement, total_steps, losses=None) -> Strategy:  # noqa: ANN001
+        swarm = swarm_of(cfg, model, optimizer, fitness, total_steps, placement, train_loss=losses)
         return cls(model, optimizer, placement, swarm)
 
     def __enter__(self) -> SwarmStrategy:
@@ -228,6 +235,9 @@ class SwarmStrategy(Strategy):
         seconds, nbytes = super().comm()
         return seconds + self.swarm.comm_seconds, nbytes + self.swarm.comm_bytes
 
+    def flush(self) -> None:
+        self.swarm.flush()
+
     def finalize(self) -> None:
         self.swarm.finalize()
 
@@ -246,7 +256,7 @@ class EASGDStrategy(SwarmStrategy):
     selection = "center"
 
     @classmethod
-    def build(cls, cfg, model, optimizer, fitness, placement, total_steps) -> Strategy:  # noqa: ANN001
+    def build(cls, cfg, model, optimizer, fitness, placement, total_steps, losses=None) -> Strategy:  # noqa: ANN001
         alpha = cfg.easgd_beta / placement.particles
         swarm = swarm_of(
             cfg, model, optimizer, fitness, total_steps, placement,
@@ -289,7 +299,7 @@ class LocalSGDStrategy(Strategy):
         self._history: list[RoundRecord] = []
 
     @classmethod
-    def build(cls, cfg, model, optimizer, fitness, placement, total_steps) -> Strategy:  # noqa: ANN001
+    def build(cls, cfg, model, optimizer, fitness, placement, total_steps, losses=None) -> Strategy:  # noqa: ANN001
         return cls(model, optimizer, placement, cfg.period)
 
     @property
@@ -313,6 +323,7 @@ class LocalSGDStrategy(Strategy):
                 target="mean",
                 pressure=1.0,
                 seconds=seconds,
+                blocked_seconds=seconds,
                 comm_seconds=seconds,
                 comm_bytes=nbytes,
             )
@@ -361,6 +372,9 @@ def build(
     fitness: FitnessFn,
     placement: Placement,
     total_steps: int,
+    losses: TrainLoss | None = None,
 ) -> Strategy:
-    """The strategy named by ``cfg.strategy`` (see ``REGISTRY``)."""
-    return REGISTRY[cfg.strategy].build(cfg, model, optimizer, fitness, placement, total_steps)
+    """The strategy named by ``cfg.strategy`` (see ``REGISTRY``); ``losses`` is the training
+    loop's running training loss (the swarm logs it, and uses it under train-loss fitness)."""
+    cls = REGISTRY[cfg.strategy]
+    return cls.build(cfg, model, optimizer, fitness, placement, total_steps, losses=losses)

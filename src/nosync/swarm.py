@@ -16,6 +16,8 @@ context manager that hooks ``optimizer.step`` and leaves the user's loop alone.
 
 from __future__ import annotations
 
+import copy
+import math
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -26,12 +28,13 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from . import placement, rules, topology
-from .evaluate import fitness_value
+from .background import Background, Pending
+from .evaluate import TrainLoss, fitness_value
 from .exchange import Exchange
 from .hooks import StepHook
 from .planner import finite_or_none
 from .records import RoundRecord
-from .round import Round, SwarmDivergedError
+from .round import Outcome, Round, SwarmDivergedError
 from .rules import Rule, RuleOptions
 from .transport import DistTransport, Transport
 from .weights import flatten_weights, load_weights, unwrap
@@ -87,12 +90,17 @@ class Swarm(StepHook):
         neighbors: int = 2,
         exchange_dtype: torch.dtype = torch.float32,
         transport: Transport | None = None,
+        mode: str = "blocking",
+        delay: int | None = None,
+        train_loss: TrainLoss | None = None,
     ) -> None:
         kind = rule if isinstance(rule, Rule) else rules.REGISTRY.get(rule)  # type: ignore[arg-type]
         if kind is None:
             raise ValueError(f"rule must be one of {', '.join(rules.REGISTRY)}, got {rule!r}")
         _check_args(model, optimizer, fitness, period, pressure, schedule, total_steps)
         _check_exchange(kind, topology, neighbors, exchange_dtype)
+        delay = max(1, period // 5) if delay is None else delay
+        _check_mode(mode, delay, period)
         self._device = next(unwrap(model).parameters()).device
         if transport is None:
             if not dist.is_available() or not dist.is_initialized():
@@ -101,7 +109,10 @@ class Swarm(StepHook):
                     "(torchrun or `nosync train` do it for you)"
                 )
             transport = DistTransport(group, particle_group, self._device)
+        if mode == "async":  # rounds run on a process group of their own
+            transport = transport.twin()
         self.model, self.optimizer, self.fitness = model, optimizer, fitness
+        self.mode, self.delay, self.train_loss = mode, int(delay), train_loss
         self.period, self.pressure = int(period), float(pressure)
         self.schedule, self.total_steps = schedule, total_steps
         self.transport, self.topology = transport, topology
@@ -111,7 +122,10 @@ class Swarm(StepHook):
         )
         self.rule = rule if isinstance(rule, Rule) else rules.make_rule(kind.name, options)
         exchange = Exchange(transport, topology, neighbors, seed, exchange_dtype, self._device)
-        self.round = Round(model, optimizer, fitness, self.rule, exchange)
+        self.round = Round(model, optimizer, self.rule, exchange)
+        self.background = Background() if mode == "async" else None
+        self._pending: Pending | None = None
+        self._scratch: nn.Module | None = None  # evaluates a snapshot's fitness in the background
         self.step, self.rounds = 0, 0
         self.history: list[RoundRecord] = []
         self.best_particle: int | None = None
@@ -120,30 +134,94 @@ class Swarm(StepHook):
     # ---- after every optimizer.step (while entered, see StepHook) --------------------------------
     def _after_step(self, *_: object) -> None:
         self.step += 1
+        if self._pending is not None and self.step >= self._pending.apply_at:
+            self._finish()
         if self.step % self.period == 0:
-            self.sync()
+            self._start(background=self.mode == "async")
+            if self.mode == "blocking":
+                self._finish()
 
     def current_pressure(self) -> float:
         progress = self.step / self.total_steps if self.total_steps else 0.0
         return rules.pressure_at(self.schedule, self.pressure, progress)
 
-    # ---- the round ------------------------------------------------------------------------------
+    # ---- the round: started, then applied ``delay`` steps later (0 when blocking) ---------------
     def sync(self) -> RoundRecord:
-        """Run one round now (the hook calls this every ``period`` steps)."""
+        """Run one whole round now, blocking (the hook runs them every ``period`` steps)."""
+        self.flush()
+        self._start(background=False)
+        return self._finish()
+
+    def flush(self) -> None:
+        """Land the round in flight, if any, now (before checkpoints' end and ``finalize``)."""
+        if self._pending is not None:
+            self._finish()
+
+    def _start(self, background: bool) -> None:
         start = time.perf_counter()
-        seconds0, bytes0 = self.transport.seconds, self.transport.bytes
         self.rounds += 1
-        record = self.round.run(self.rounds, self.step, self.current_pressure())
-        record["seconds"] = time.perf_counter() - start
-        record["comm_seconds"] = self.transport.seconds - seconds0
-        record["comm_bytes"] = self.transport.bytes - bytes0
+        delay = self.delay if background else 0
+        pending = Pending(self.rounds, self.step, self.step + delay, start)
+        aux = self.train_loss.take() if self.train_loss is not None else math.nan
+        if self.is_head:
+            own = flatten_weights(self.model)  # a snapshot: training may go on
+            fitness = self._fitness_at(own, aux, background)
+            args = (self.rounds, self.step, self.current_pressure(), own, fitness, aux)
+            if background and self.background is not None:
+                pending.future = self.background.submit(self._compute, *args)
+            else:
+                pending.outcome, pending.comm = self._compute(*args)
+        pending.blocked = time.perf_counter() - start
+        self._pending = pending
+
+    def _compute(self, *args: Any) -> tuple[Outcome, tuple[float, int]]:
+        """The round's plan, exchange and rule; its collectives' seconds and bytes."""
+        seconds, nbytes = self.transport.seconds, self.transport.bytes
+        outcome = self.round.compute(*args)
+        return outcome, (self.transport.seconds - seconds, self.transport.bytes - nbytes)
+
+    def _fitness_at(self, own: Tensor, aux: float, background: bool) -> Callable[[], float]:
+        """This particle's fitness at the snapshot: the training loss (free, read now), the live
+        model (blocking), or a scratch copy holding the snapshot (async)."""
+        if self.fitness is self.train_loss or getattr(self.fitness, "cheap", False):
+            value = (
+                aux
+                if self.fitness is self.train_loss
+                else fitness_value(self.fitness, self.model, own)
+            )
+            return lambda: value if math.isfinite(value) else math.inf
+        if not background:
+            return lambda: fitness_value(self.fitness, self.model, own)
+        if self._scratch is None:
+            self._scratch = copy.deepcopy(unwrap(self.model))
+
+        def on_snapshot() -> float:
+            load_weights(self._scratch, own)
+            return fitness_value(self.fitness, self._scratch, own)
+
+        return on_snapshot
+
+    def _finish(self) -> RoundRecord:
+        start, pending = time.perf_counter(), self._pending
+        assert pending is not None
+        self._pending = None
+        if pending.future is not None:
+            pending.outcome, pending.comm = pending.future.result()
+        seconds, nbytes = self.transport.seconds, self.transport.bytes
+        record = self.round.apply(pending.outcome, self.step - pending.step)
+        record["seconds"] = time.perf_counter() - pending.started
+        record["blocked_seconds"] = pending.blocked + time.perf_counter() - start
+        record["comm_seconds"] = pending.comm[0] + self.transport.seconds - seconds
+        record["comm_bytes"] = pending.comm[1] + self.transport.bytes - nbytes
+        record["applied_step"] = self.step
         self.history.append(record)
         return record
 
     # ---- the end ------------------------------------------------------------------------------
     def finalize(self) -> dict[str, Tensor]:
         """Every rank ends holding the model the rule selects: the best particle by fitness, or
-        the rule's own (EASGD's centre); returns its weights."""
+        the rule's own (EASGD's centre); returns its weights.  A round in flight lands first."""
+        self.flush()
         if self.is_head:
             own = flatten_weights(self.model)
             self.round.check_shapes()
@@ -194,7 +272,13 @@ class Swarm(StepHook):
         return self.transport.bytes
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything the swarm needs to continue exactly: counters, rule state, history."""
+        """Everything the swarm needs to continue exactly: counters, rule state, history, the
+        round in flight (waited for: it lands after the resume, at the step it would have) and
+        the training-loss window."""
+        pending = self._pending
+        if pending is not None and pending.future is not None:
+            pending.outcome, pending.comm = pending.future.result()
+            pending.future = None
         return {
             "step": self.step,
             "rounds": self.rounds,
@@ -202,6 +286,8 @@ class Swarm(StepHook):
             "history": self.history,
             "comm_seconds": self.transport.seconds,
             "comm_bytes": self.transport.bytes,
+            "pending": None if pending is None else pending.state_dict(),
+            "train_loss": None if self.train_loss is None else self.train_loss.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -209,6 +295,16 @@ class Swarm(StepHook):
         self.rule.load_state_dict(state["rule"])
         self.history = list(state["history"])
         self.transport.seconds, self.transport.bytes = state["comm_seconds"], state["comm_bytes"]
+        self._pending = Pending.from_state(state["pending"]) if state.get("pending") else None
+        if self.train_loss is not None and state.get("train_loss"):
+            self.train_loss.load_state_dict(state["train_loss"])
+
+
+def _check_mode(mode: str, delay: object, period: int) -> None:
+    if mode not in ("blocking", "async"):
+        raise ValueError(f"mode must be 'blocking' or 'async', got {mode!r}")
+    if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= period:
+        raise ValueError(f"delay must be an int in [0, period={period}], got {delay!r}")
 
 
 def _check_exchange(

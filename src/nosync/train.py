@@ -19,7 +19,7 @@ from . import seeds, strategies
 from .config import TrainConfig
 from .control import Control
 from .data import Batches, fitness_split, load_dataset
-from .evaluate import loss_fitness
+from .evaluate import TrainLoss, loss_fitness
 from .models import build_model
 from .monitor import Monitor
 from .placement import Placement
@@ -31,7 +31,9 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
     data = load_dataset(cfg.dataset, cfg.data_dir or None, cfg.train_subset)
     train_idx, fitness_idx = fitness_split(len(data.y_train), cfg.fitness_size, cfg.seed)
     x, y = data.x_train[train_idx], data.y_train[train_idx]
-    fitness = loss_fitness(data.x_train[fitness_idx], data.y_train[fitness_idx])
+    held_out = loss_fitness(data.x_train[fitness_idx], data.y_train[fitness_idx])
+    losses = TrainLoss()  # every step's loss: logged per round, and the train-loss fitness
+    fitness = losses if cfg.fitness == "train-loss" else held_out
     init_seed = seeds.init(cfg.seed, place.particle, same=cfg.init == "same")
     model = build_model(cfg.model, data.input_shape, data.classes, init_seed)
     lr = cfg.lr * (place.ranks_per_particle if cfg.lr_scaling == "linear" else 1)
@@ -50,10 +52,10 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
     )
     total = cfg.steps or max(1, round(cfg.epochs * batches.steps_per_epoch))
     scheduler = lr_scheduler(optimizer, cfg, total, place.ranks_per_particle)
-    strategy = strategies.build(cfg, model, optimizer, fitness, place, total)
+    strategy = strategies.build(cfg, model, optimizer, fitness, place, total, losses)
     control = Control(cfg, place, model, optimizer, scheduler, strategy, total)
     resumed = control.restore()
-    monitor = Monitor(cfg, place, data, x, y, fitness, total, batches.steps_per_epoch, wall_start)
+    monitor = Monitor(cfg, place, data, x, y, held_out, total, batches.steps_per_epoch, wall_start)
     monitor.begin(strategy, resumed)
     net, order, epoch = strategy.net, [], -1
     try:
@@ -64,6 +66,7 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
                     order = batches.epoch(epoch)
                 idx = order[step % batches.steps_per_epoch]
                 loss = F.cross_entropy(net(x[idx]), y[idx])
+                losses.observe(loss)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()  # the strategy's hook counts it and runs a round every period
@@ -74,6 +77,7 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
     finally:
         control.close()
         monitor.close()
+    strategy.flush()  # an async round still in flight lands
     before = monitor.evaluate_swarm(model)  # every particle, their ensemble and weight average
     strategy.finalize()  # every rank now holds the selected model
     return monitor.finish(strategy, model, before)

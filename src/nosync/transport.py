@@ -70,6 +70,11 @@ class Transport(ABC):
         """Hybrid particles: the first rank's ``weights`` (in place) and ``obj`` to the others."""
         return obj
 
+    def twin(self) -> Transport:
+        """The same particles on a channel of their own, for rounds that run in the background
+        while the training thread uses the original (collective: every rank calls it)."""
+        return self
+
 
 class DistTransport(Transport):
     """``torch.distributed`` on ``group`` (the particles' first ranks) and, for data-parallel
@@ -91,6 +96,13 @@ class DistTransport(Transport):
         self.particle = dist.get_rank(self.group) if self.is_head else -1  # learnt in a round
         self.particles = dist.get_world_size(self.group) if self.is_head else -1
         self.device = device or torch.device("cpu")
+
+    def twin(self) -> DistTransport:
+        flags: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(flags, self.is_head)
+        heads = [rank for rank, head in enumerate(flags) if head]
+        group = dist.new_group(heads, backend="gloo" if self.device.type == "cpu" else None)
+        return DistTransport(group, self.particle_group, self.device)
 
     def all_gather(self, t: Tensor) -> Tensor:
         out = [torch.empty_like(t) for _ in range(self.particles)]
