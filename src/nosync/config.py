@@ -212,7 +212,7 @@ def validate(cfg: TrainConfig) -> None:
         "timeout": cfg.timeout > 0,
         "easgd_beta": 0 < cfg.easgd_beta <= 1,
         "neighbors": cfg.neighbors >= 1,
-        "delay": -1 <= cfg.delay <= cfg.period,
+        "delay": cfg.delay >= -1,
         "checkpoint_every": cfg.checkpoint_every >= 0,
         "max_restarts": cfg.max_restarts >= 0,
         "port": 0 <= cfg.port < 65536,

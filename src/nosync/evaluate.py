@@ -82,23 +82,27 @@ class TrainLoss:
     def __init__(self) -> None:
         self.total: Tensor | float = 0.0  # a tensor while steps add to it: no sync per step
         self.count = 0
+        self.last = math.nan  # the previous window's mean, for a take() with no step since
 
     def observe(self, loss: Tensor) -> None:
         self.total = self.total + loss.detach().double()
         self.count += 1
 
     def take(self) -> float:
-        """The mean since the last take (NaN before any step); starts a new window."""
-        value = float(self.total) / self.count if self.count else math.nan
+        """The mean since the last take (or the previous mean when no step came since; NaN
+        before any step); starts a new window."""
+        if self.count:
+            self.last = float(self.total) / self.count
         self.total, self.count = 0.0, 0
-        return value
+        return self.last
 
     def __call__(self, model: nn.Module) -> float:
         value = self.take()
         return value if math.isfinite(value) else math.inf
 
     def state_dict(self) -> dict[str, float]:
-        return {"total": float(self.total), "count": self.count}
+        return {"total": float(self.total), "count": self.count, "last": self.last}
 
     def load_state_dict(self, state: dict[str, float]) -> None:
         self.total, self.count = float(state["total"]), int(state["count"])
+        self.last = float(state["last"])

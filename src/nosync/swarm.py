@@ -138,8 +138,8 @@ class Swarm(StepHook):
             self._finish()
         if self.step % self.period == 0:
             self._start(background=self.mode == "async")
-            if self.mode == "blocking":
-                self._finish()
+            if self._pending is not None and self._pending.apply_at <= self.step:
+                self._finish()  # blocking, or async with no delay
 
     def current_pressure(self) -> float:
         progress = self.step / self.total_steps if self.total_steps else 0.0
