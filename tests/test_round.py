@@ -299,6 +299,27 @@ def test_a_reset_in_a_ring_takes_the_local_leaders_integer_buffers() -> None:
     assert [o[1] for o in out[1:]] == [2, 3, 4]  # the others keep their own
 
 
+def test_a_float16_exchange_rounds_what_others_receive_but_the_leader_keeps_its_weights() -> None:
+    def particle(endpoint: Any, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        model = nn.Linear(3, 1)
+        with torch.no_grad():
+            model.weight.copy_(torch.tensor([[0.1 + i, 1 / 3, 2 / 3]]))
+            model.bias.fill_(1 / 7)
+        before = flatten_weights(model).clone()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        swarm = Swarm(
+            model, opt, lambda m: float(i), pressure=1.0,
+            exchange_dtype=torch.float16, transport=endpoint,
+        )  # fmt: skip
+        swarm.sync()
+        return before, flatten_weights(model)
+
+    (lead_before, lead_after), (_, other_after) = in_threads(2, particle)
+    assert torch.equal(lead_after, lead_before)  # exact, not rounded to float16
+    assert torch.equal(other_after, lead_before.half().float())  # what travelled
+    assert not torch.equal(other_after, lead_before)
+
+
 def test_a_rule_object_can_be_passed_in() -> None:
     class HalfwayToZero(LeaderRule):
         name = "halfway"

@@ -16,15 +16,21 @@ def rounds(out) -> list[dict]:
     return [r for r in read_metrics(out / "metrics.jsonl") if r["type"] == "round"]
 
 
-@pytest.mark.parametrize("rule", ["leader", "pso"])
-def test_simulate_agrees_with_a_real_run_of_four_particles(tmp_path, rule: str) -> None:
-    sim = nosync(
-        "simulate", "--particles", "4", "--rule", rule, *SAME, "--out", str(tmp_path / "s")
-    )
-    real = nosync("train", "--workers", "4", "--rule", rule, *SAME, "--out", str(tmp_path / "r"))
+@pytest.mark.parametrize(
+    ("rule", "topology"),
+    [("leader", "all"), ("pso", "all"), ("leader", "ring"), ("pso", "random-k")],
+)
+def test_simulate_agrees_with_a_real_run_of_four_particles(
+    tmp_path, rule: str, topology: str
+) -> None:
+    flags = ["--rule", rule, "--topology", topology, "--init", "different", *SAME]
+    sim = nosync("simulate", "--particles", "4", *flags, "--out", str(tmp_path / "s"))
+    real = nosync("train", "--workers", "4", *flags, "--out", str(tmp_path / "r"))
     assert sim.returncode == 0 and real.returncode == 0, sim.stderr + real.stderr
     simulated, measured = rounds(tmp_path / "s"), rounds(tmp_path / "r")
     assert [r["leader"] for r in simulated] == [r["leader"] for r in measured]
+    if topology != "all":  # local leaders differ between particles
+        assert any(len(set(r["leaders"])) > 1 for r in simulated)
     for a, b in zip(simulated, measured, strict=True):
         assert a["fitness"] == pytest.approx(b["fitness"], rel=1e-5)
     w_sim = torch.load(tmp_path / "s" / "final.pt", weights_only=False)["state_dict"]
