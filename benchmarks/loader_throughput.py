@@ -1,14 +1,19 @@
 """Issue-12 benchmark: single-worker training throughput before and after batches became a
 stream (direct indexing for in-memory tensors, a DataLoader for map-style datasets).
 
-    python benchmarks/loader_throughput.py --base-ref ab207a6 --repeats 3 --steps 3000
+    python benchmarks/loader_throughput.py --base-ref ab207a6 --repeats 5 --steps 3000
 
-Runs ``nosync train --strategy single --threads 1 --steps N`` on an MNIST-format dataset
-(Fashion-MNIST when ``--data-dir`` has it, else a synthetic 28x28 IDX set of the same shape),
-alternating: the code at ``--base-ref`` (checked out with ``git archive`` into a temporary folder
-and put first on ``PYTHONPATH``), this tree, and this tree with the same tensors behind a
-map-style dataset (``--dataset MODULE:CALLABLE``, so every batch goes through the DataLoader).
-Reports the median ``train_samples_per_second`` of each and the ratios to the base.
+(1) End to end: ``nosync train --strategy single --threads 1 --steps N`` on an MNIST-format
+    dataset (Fashion-MNIST when ``--data-dir`` has it, else a synthetic 28x28 IDX set of the same
+    shape): the code at ``--base-ref`` (``git archive`` into a temporary folder, first on
+    ``PYTHONPATH``) against this tree ("tensors"), and against this tree with the same tensors
+    behind a map-style dataset ("dataloader": ``--dataset MODULE:CALLABLE``, every batch through
+    the DataLoader).  This machine is shared and its speed drifts by tens of percent, so each
+    comparison runs as a *pair started together* (two 1-thread runs on 2 cores see the same load)
+    and the median of the per-pair ratios of ``train_samples_per_second`` is reported.
+(2) In one process, the data part alone (no model): microseconds per batch of the old loop's
+    indexing, the new stream over tensors, and the DataLoader over a map-style dataset,
+    alternated in chunks.
 """
 
 from __future__ import annotations
@@ -49,12 +54,57 @@ def data():
 '''
 
 
-def train(env: dict[str, str], flags: list[str], out: Path) -> float:
+def start(env: dict[str, str], flags: list[str], out: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "nosync", "train", *flags, "--quiet", "--out", str(out)]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=out.parent)
-    if result.returncode:
-        sys.exit(f"failed: {' '.join(cmd)}\n{result.stderr[-2000:]}")
+    return subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, cwd=out.parent)
+
+
+def finish(proc: subprocess.Popen, out: Path) -> float:
+    _, err = proc.communicate()
+    if proc.returncode:
+        sys.exit(f"failed: {proc.args}\n{err[-2000:]}")
     return json.loads((out / "summary.json").read_text())["train_samples_per_second"]
+
+
+def data_cost(folder: Path, steps: int, chunks: int) -> dict[str, float]:
+    """(2): microseconds per batch of the data part alone, alternating the three ways."""
+    import time
+
+    import torch
+
+    from nosync import build
+    from nosync.config import TrainConfig
+    from nosync.data import Batches, load_dataset
+
+    torch.set_num_threads(1)
+    d = load_dataset("mnist", str(folder))
+    x, y = d.x_train, d.y_train
+    batches = Batches(len(y), 32, 0, 0, 1)
+    mapstyle = torch.utils.data.Subset(torch.utils.data.TensorDataset(x, y), range(len(y)))
+    cfg = TrainConfig()
+
+    def old() -> None:  # the loop before: a list of index batches per epoch, indexed by step
+        order, epoch, spe = [], -1, batches.steps_per_epoch
+        for step in range(steps):
+            if step // spe != epoch:
+                epoch = step // spe
+                order = batches.epoch(epoch)
+            idx = order[step % spe]
+            x[idx], y[idx]
+
+    def run(samples: object) -> None:
+        task = build.Task(d, x, y, samples, None, None, x, y)  # type: ignore[arg-type]
+        for _ in build.stream(cfg, task, batches, 0, steps):
+            pass
+
+    ways = {"old indexing": old, "tensors": lambda: run(None), "dataloader": lambda: run(mapstyle)}
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(chunks):
+        for name, fn in ways.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) / steps * 1e6)
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def main() -> None:
@@ -85,18 +135,27 @@ def main() -> None:
         "tensors": (env, [*flags, *data]),
         "dataloader": (env, [*flags, "--dataset", "mapstyle.py:data"]),
     }
-    speeds: dict[str, list[float]] = {name: [] for name in variants}
+    ratios: dict[str, list[float]] = {"tensors": [], "dataloader": []}
     for repeat in range(args.repeats):
-        for name, (variant_env, variant_flags) in variants.items():
-            out = tmp / f"{name}-{repeat}"
-            speeds[name].append(train(variant_env, variant_flags, out))
-            print(f"{name} #{repeat}: {speeds[name][-1]:.0f} samples/s", file=sys.stderr)
-    medians = {name: statistics.median(v) for name, v in speeds.items()}
-    print(f"| variant | samples/s (median of {args.repeats}) | runs | ratio to base |")
-    print("|---|---|---|---|")
-    for name, median in medians.items():
-        runs = ", ".join(f"{v:.0f}" for v in speeds[name])
-        print(f"| {name} | {median:.0f} | {runs} | {median / medians['base']:.3f} |")
+        for name in ratios:
+            outs = [tmp / f"base-{name}-{repeat}", tmp / f"{name}-{repeat}"]
+            procs = [start(*variants["base"], outs[0]), start(*variants[name], outs[1])]
+            base_speed, speed = (finish(p, o) for p, o in zip(procs, outs, strict=True))
+            ratios[name].append(speed / base_speed)
+            print(
+                f"#{repeat} base {base_speed:.0f} vs {name} {speed:.0f} samples/s", file=sys.stderr
+            )
+    print(f"(1) {args.steps} steps, pairs started together, {args.repeats} pairs each\n")
+    print("| variant | ratio to base (median) | per-pair ratios |")
+    print("|---|---|---|")
+    for name, values in ratios.items():
+        pairs = ", ".join(f"{v:.3f}" for v in values)
+        print(f"| {name} | {statistics.median(values):.3f} | {pairs} |")
+    cost = data_cost(folder, 3000, 5)
+    print("\n(2) the data part alone, microseconds per batch of 32 (median of 5 chunks)\n")
+    print("| way | us/batch |\n|---|---|")
+    for name, us in cost.items():
+        print(f"| {name} | {us:.1f} |")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from nosync.cli import main
 from nosync.export import load_safetensors
 from nosync.metrics import read_metrics
 
@@ -67,6 +68,15 @@ def test_resume_from_a_mid_epoch_checkpoint_is_bit_identical(user_run, tmp_path)
     assert summary(cut)["leaders"] == summary(out)["leaders"]
 
 
+def test_resume_refuses_another_optimizer(user_run, capsys) -> None:
+    out, _ = user_run
+    code = main(["train", "--resume", str(out), "--optimizer", "sgd"])
+    assert code == 2
+    assert (
+        "resume: the checkpoint is of a different run: optimizer='adam'" in capsys.readouterr().err
+    )
+
+
 def test_checkpoints_hold_adam_state(user_run) -> None:
     out, _ = user_run
     state = torch.load(out / "checkpoints" / "step-000000040" / "rank-00001.pt", weights_only=True)
@@ -112,10 +122,25 @@ def test_simulate_and_compare_take_the_user_pieces(user_run, tmp_path) -> None:
     assert (tmp_path / "sim" / "final.safetensors").exists()
     cmp_flags = [f for f in own if f not in SHORT] + ["--steps", "20", "--batch-size", "16"]
     result = nosync(
-        "compare", "--strategies", "single,nosync", "--workers", "2", "--seeds", "1",
+        "compare", "--strategies", "nosync,ddp", "--workers", "2", "--seeds", "1",
         "--evals", "2", "--period", "10", *cmp_flags, "--out", str(tmp_path / "cmp"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     cells = json.loads((tmp_path / "cmp" / "compare.json").read_text())["cells"]
-    assert set(cells) == {"single-n1-s0", "nosync-n2-s0"}
+    assert set(cells) == {"nosync-n2-s0", "ddp-n2-s0"}  # ddp: the user's GRU inside DDP
     assert all("failed" not in c for c in cells.values())
+
+
+def test_loader_workers_feed_the_same_batches(user_run, tmp_path) -> None:
+    _, flags = user_run
+    own = [f for f in flags if f not in ("--workers", "2")]
+    runs = []
+    for workers in ("0", "2"):
+        out = tmp_path / f"w{workers}"
+        result = nosync(
+            "train", *own, "--strategy", "single", "--steps", "12", "--loader-workers", workers,
+            "--out", str(out),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        runs.append(torch.load(out / "final.pt", weights_only=True)["state_dict"])
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])

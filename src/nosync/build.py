@@ -9,6 +9,7 @@ pushes two samples through the model and the loss, so bad input fails early in o
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -118,11 +119,15 @@ def stream(cfg: TrainConfig, task: Task, batches: Batches, start: int, total: in
     if task.samples is None:
         x, y = task.x, task.y
         return ((x[idx], y[idx]) for idx in batches.stream(start, total))
+    fork = cfg.loader_workers > 0 and "fork" in multiprocessing.get_all_start_methods()
     loader = DataLoader(
         task.samples,
         batch_sampler=StepSampler(batches, start, total),
         num_workers=cfg.loader_workers,
         pin_memory=torch.cuda.is_available(),
+        # forked loader workers inherit the user's modules (a file-path module has no importable
+        # name, and ranks run under a forkserver, whose children would have to re-import it)
+        multiprocessing_context="fork" if fork else None,
     )
     return (_pair(batch, cfg.dataset) for batch in loader)
 
