@@ -56,7 +56,9 @@ def data():
 
 def start(env: dict[str, str], flags: list[str], out: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "nosync", "train", *flags, "--quiet", "--out", str(out)]
-    return subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, cwd=out.parent)
+    return subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=out.parent
+    )
 
 
 def finish(proc: subprocess.Popen, out: Path) -> float:
