@@ -61,3 +61,25 @@ def test_simulate_checks_user_pieces_before_writing(mine, tmp_path, capsys) -> N
     )
     assert code == 2 and "model: " in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_user_dataset_of_tensors_takes_the_fast_path_and_its_classes_attribute(
+    monkeypatch,
+) -> None:
+    """Tensors and a two-tensor TensorDataset stay tensors (indexed directly, no DataLoader); a
+    ``classes`` attribute wins over the labels."""
+    import torch
+
+    from nosync import data
+
+    x, y = torch.randn(40, 3), torch.arange(40) % 4
+    module = type(sys)("byo_tensors")
+    monkeypatch.setitem(sys.modules, "byo_tensors", module)
+    module.four = lambda: (x, y, x[:10], y[:10])
+    ds = data.load_user_dataset("byo_tensors:four")
+    assert ds.train_set is None and torch.equal(ds.x_train, x) and ds.classes == 4
+    tensors = torch.utils.data.TensorDataset(x, y)
+    tensors.classes = ["a", "b", "c", "d", "e"]
+    module.pair = lambda: (tensors, (x[:10], y[:10]))
+    ds = data.load_user_dataset("byo_tensors:pair")
+    assert ds.train_set is None and ds.n_train == 40 and ds.classes == 5

@@ -111,7 +111,9 @@ def betas(text: str) -> tuple[float, float]:
     return b1, b2
 
 
-def stream(cfg: TrainConfig, task: Task, batches: Batches, start: int, total: int) -> Iterator:
+def stream(
+    cfg: TrainConfig, task: Task, batches: Batches, start: int, total: int
+) -> Iterator[tuple[Tensor, Tensor]]:
     """``(inputs, targets)`` of every step from ``start`` to ``total``.  In-memory tensors are
     indexed directly (the fast path: a DataLoader costs more per batch, see
     benchmarks/RESULTS.md); a map-style dataset goes through a ``DataLoader`` with the seeded

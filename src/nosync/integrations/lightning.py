@@ -21,14 +21,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import lightning.pytorch as pl
 import torch.distributed as dist
-from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..swarm import Swarm
+
+try:
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import Callback
+    from lightning.pytorch.strategies import DDPStrategy
+except ImportError as err:  # the optional extra is missing
+    raise ImportError(
+        "nosync.integrations.lightning needs Lightning: pip install 'nosync[lightning]'"
+    ) from err
 
 
 class SwarmStrategy(DDPStrategy):
