@@ -25,7 +25,7 @@ CASES = [
     (["--model", "{m}:wrong_width", "--dataset", "{m}:waves"], "dataset: samples of shape (12, 2)"),
     (["--dataset", "{m}:not_datasets"], "dataset: {m}:not_datasets returned a int"),
     (["--model", "{m}:gru", "--dataset", "{m}:waves", "--loss", "{m}:vector_loss"], "loss: "),
-    (["--model", "cnn2"], "model: unknown model 'cnn2'"),
+    (["--model", "cnn2"], "argument --model: invalid choice: 'cnn2'"),
     (["--optimizer", "adam", "--betas", "0.9"], "betas: '0.9' is not two"),
 ]
 

@@ -67,7 +67,7 @@ def task(cfg: TrainConfig) -> Task:
         x=x,
         y=y,
         samples=samples,
-        loss=custom or F.cross_entropy,
+        loss=F.cross_entropy if custom is None else custom,
         fitness=loss_fitness(x_fit, y_fit, custom),
         x_eval=x_eval,
         y_eval=y_eval,

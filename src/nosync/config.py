@@ -28,6 +28,14 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 LOGGERS = ("none", "tensorboard")
 
 
+class OrSpec(tuple):
+    """Named choices that also admit any ``MODULE:CALLABLE`` (a user's own); argparse and
+    :func:`validate` test membership with ``in``, so a typo still fails as an invalid choice."""
+
+    def __contains__(self, value: object) -> bool:
+        return super().__contains__(value) or (isinstance(value, str) and is_spec(value))
+
+
 def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
     return field(default=default, metadata={"help": help, "choices": choices})
 
@@ -61,7 +69,7 @@ class TrainConfig:
     train_subset: int = _f(0, "use only this many training examples (0: all)")
     fitness_size: int = _f(0, "held-out fitness examples (0: a tenth of train, at most 512)")
     shard: bool = _f(False, "give each particle a disjoint shard of the training data")
-    model: str = _f("mlp", "mlp, cnn or MODULE:CALLABLE (your own nn.Module)")
+    model: str = _f("mlp", "model: mlp, cnn or MODULE:CALLABLE (your own)", OrSpec(MODELS))
     init: str = _f("same", "initialise particles identically or differently", ("same", "different"))
     epochs: float = _f(10.0, "passes over each particle's training data")
     steps: int = _f(0, "optimizer steps per rank (overrides --epochs when > 0)")
@@ -219,10 +227,6 @@ def validate(cfg: TrainConfig) -> None:
             raise UserError(f"{name}: invalid value {getattr(cfg, name)!r}")
     parse_inject(cfg.inject)
     # ---- bring your own ----
-    if cfg.model not in MODELS and not is_spec(cfg.model):
-        raise UserError(
-            f"model: unknown model {cfg.model!r} (choose from {', '.join(MODELS)}, MODULE:CALLABLE)"
-        )
     if cfg.loss != "cross_entropy" and not is_spec(cfg.loss):
         raise UserError(f"loss: {cfg.loss!r} is neither cross_entropy nor MODULE:CALLABLE")
     if not cfg.eps > 0 or cfg.loader_workers < 0:
