@@ -83,12 +83,13 @@ def test_a_snapshot_fitness_is_evaluated_on_the_snapshot_not_the_live_model() ->
                 seen.append(flatten_weights(m))
             return float(i)
 
-        swarm = Swarm(model, opt, fitness, period=2, mode="async", delay=2, transport=endpoint)
-        data = batches(0, 4)
+        swarm = Swarm(model, opt, fitness, period=2, mode="async", delay=1, transport=endpoint)
+        data = batches(0, 3)  # one round: starts after step 2, lands after step 3
         with swarm:
             train(model, opt, data[:2])
             snapshot = flatten_weights(model)
             train(model, opt, data[2:])
+        assert [r["applied_step"] for r in swarm.history] == [3]
         return snapshot
 
     out = in_threads(2, particle)

@@ -135,3 +135,17 @@ def test_train_on_idx_files_from_data_dir(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert summary(out)["test_accuracy"] > 0.9
+
+
+def test_the_step_sampler_resumes_mid_epoch_with_the_batches_of_an_uninterrupted_run() -> None:
+    from nosync.data import StepSampler
+
+    batches = Batches(100, 8, 0, particle=1, particles=2)  # 12 steps per epoch
+    whole = list(StepSampler(batches, 0, 30))
+    assert len(whole) == 30 and whole[:12] == [b.tolist() for b in batches.epoch(0)]
+    assert list(StepSampler(batches, 17, 30)) == whole[17:]  # epoch 1, batch 5 on
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.arange(100)),
+        batch_sampler=StepSampler(batches, 17, 30),
+    )
+    assert [b[0].tolist() for b in loader] == whole[17:]

@@ -20,10 +20,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from . import rules
+from . import build, loggers, rules
 from .checkpoint import atomic_write_text
 from .config import STRATEGIES, TrainConfig, resolve
-from .data import fitness_split, load_dataset
 from .errors import UserError
 from .metrics import read_metrics
 
@@ -125,11 +124,10 @@ def cell_config(base: dict[str, Any], cell: Cell, steps: int, eval_every: int, o
 
 def budget(base: TrainConfig) -> int:
     """Optimizer steps per worker: ``epochs`` passes of one worker over the training set."""
+    task = build.check(base)  # user pieces that do not fit fail here, before any cell runs
     if base.steps:
         return base.steps
-    data = load_dataset(base.dataset, base.data_dir or None, base.train_subset)
-    train, _ = fitness_split(len(data.y_train), base.fitness_size, base.seed)
-    return max(1, round(base.epochs * (len(train) // base.batch_size)))
+    return max(1, round(base.epochs * (task.n // base.batch_size)))
 
 
 def collect(folder: Path) -> dict[str, Any]:
@@ -157,6 +155,7 @@ def run_compare(
     from .report import write_compare_report
 
     base = resolve({}, {**base_values, "out": str(out / "cells" / "probe")})
+    loggers.check(base)
     steps = budget(base)
     eval_every = max(1, steps // evals)
     settings = {

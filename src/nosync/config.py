@@ -22,8 +22,19 @@ from .data import check_dataset_name
 from .errors import UserError
 from .models import MODELS
 from .topology import TOPOLOGIES
+from .user import is_spec
 
 STRATEGIES = ("nosync", "single", "ddp", "localsgd", "easgd")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LOGGERS = ("none", "tensorboard")
+
+
+class OrSpec(tuple):
+    """Named choices that also admit any ``MODULE:CALLABLE`` (a user's own); argparse and
+    :func:`validate` test membership with ``in``, so a typo still fails as an invalid choice."""
+
+    def __contains__(self, value: object) -> bool:
+        return super().__contains__(value) or (isinstance(value, str) and is_spec(value))
 
 
 def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -65,17 +76,19 @@ class TrainConfig:
         "since the last round (free)",
         ("held-out", "train-loss"),
     )
-    dataset: str = _f("digits", "digits, fashion-mnist, mnist or npz:PATH")
+    dataset: str = _f(
+        "digits", "digits, fashion-mnist, mnist, npz:PATH or MODULE:CALLABLE (your own)"
+    )
     data_dir: str = _f("", "folder with IDX files (then $NOSYNC_DATA, /usr/share/datasets)")
     train_subset: int = _f(0, "use only this many training examples (0: all)")
     fitness_size: int = _f(0, "held-out fitness examples (0: a tenth of train, at most 512)")
     shard: bool = _f(False, "give each particle a disjoint shard of the training data")
-    model: str = _f("mlp", "model", MODELS)
+    model: str = _f("mlp", "model: mlp, cnn or MODULE:CALLABLE (your own)", OrSpec(MODELS))
     init: str = _f("same", "initialise particles identically or differently", ("same", "different"))
     epochs: float = _f(10.0, "passes over each particle's training data")
     steps: int = _f(0, "optimizer steps per rank (overrides --epochs when > 0)")
     batch_size: int = _f(32, "mini-batch per rank")
-    lr: float = _f(0.05, "SGD learning rate (per rank, before scaling)")
+    lr: float = _f(0.05, "learning rate (per rank, before scaling)")
     momentum: float = _f(0.9, "SGD momentum")
     weight_decay: float = _f(0.0, "SGD weight decay")
     lr_schedule: str = _f(
@@ -86,6 +99,15 @@ class TrainConfig:
     lr_scaling: str = _f(
         "linear", "data-parallel particles: scale lr with ranks per particle", ("linear", "none")
     )
+    # ---- bring your own: optimizer, loss, data loading, loggers ----
+    optimizer: str = _f("sgd", "optimizer", OPTIMIZERS)
+    betas: str = _f("0.9,0.999", "adam/adamw: beta1,beta2")
+    eps: float = _f(1e-8, "adam/adamw: epsilon")
+    loss: str = _f("cross_entropy", "training (and fitness) loss: cross_entropy or MODULE:CALLABLE")
+    loader_workers: int = _f(
+        0, "DataLoader worker processes for a map-style --dataset (0: in the training process)"
+    )
+    logger: str = _f("none", "also log to TensorBoard (pip install 'nosync[tensorboard]')", LOGGERS)
     seed: int = _f(0, "random seed")
     eval_every: int = _f(0, "evaluate every N steps (0: once per epoch)")
     threads: int = _f(0, "torch threads per rank (0: cores / local ranks)")
@@ -228,6 +250,19 @@ def validate(cfg: TrainConfig) -> None:
                 f"inject: rank {fault.rank} does not exist ({cfg.workers} worker(s): "
                 f"0..{cfg.workers - 1})"
             )
+    # ---- bring your own ----
+    if cfg.loss != "cross_entropy" and not is_spec(cfg.loss):
+        raise UserError(f"loss: {cfg.loss!r} is neither cross_entropy nor MODULE:CALLABLE")
+    if not cfg.eps > 0 or cfg.loader_workers < 0:
+        bad = "eps" if not cfg.eps > 0 else "loader_workers"
+        raise UserError(f"{bad}: invalid value {getattr(cfg, bad)!r}")
+    betas = [t.strip() for t in cfg.betas.split(",")]
+    try:
+        ok = len(betas) == 2 and all(0 <= float(b) < 1 for b in betas)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UserError(f"betas: {cfg.betas!r} is not two comma-separated numbers in [0, 1)")
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,26 @@
-"""Datasets as in-memory tensors, the held-out fitness split and per-particle batch order.
+"""Datasets, the held-out fitness split and per-particle batch order (and its ``Sampler``).
 
-Everything is read from local files (no run-time downloads): scikit-learn's bundled ``digits``,
-IDX files for ``fashion-mnist``/``mnist`` and user ``.npz`` archives.
+Built-ins are read from local files (no run-time downloads) into in-memory tensors:
+scikit-learn's bundled ``digits``, IDX files for ``fashion-mnist``/``mnist`` and user ``.npz``
+archives.  A user's ``MODULE:CALLABLE`` dataset keeps its training part map-style (fed through a
+``DataLoader``) and has its test part held as tensors for evaluation.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import Sampler, Subset
 
-from . import seeds
+from . import seeds, user
 from .errors import UserError
 
 DATASETS = ("digits", "fashion-mnist", "mnist")
@@ -30,31 +35,41 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 
 @dataclass
 class Dataset:
-    """Images as float32 ``N x C x H x W`` (standardised with train statistics), int64 labels."""
+    """Built-ins: images as float32 ``N x C x H x W`` (standardised with train statistics), int64
+    labels.  A user dataset may hold its training part as a map-style ``train_set`` instead of
+    ``x_train``/``y_train``; its test part is always tensors (evaluation runs over it often)."""
 
     name: str
-    x_train: Tensor
-    y_train: Tensor
+    x_train: Tensor | None
+    y_train: Tensor | None
     x_test: Tensor
     y_test: Tensor
     classes: int
+    train_set: Any = None  # map-style training samples, when not in-memory tensors
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
+        return tuple(self.x_test.shape[1:])
+
+    @property
+    def n_train(self) -> int:
+        return len(self.y_train) if self.y_train is not None else len(self.train_set)
 
 
 def check_dataset_name(name: str) -> None:
-    if name in DATASETS or name.startswith("npz:"):
+    if name in DATASETS or name.startswith("npz:") or user.is_spec(name):
         return
     raise UserError(
-        f"dataset: unknown dataset {name!r} (choose from {', '.join(DATASETS)}, npz:PATH)"
+        f"dataset: unknown dataset {name!r} "
+        f"(choose from {', '.join(DATASETS)}, npz:PATH, MODULE:CALLABLE)"
     )
 
 
 def load_dataset(name: str, data_dir: str | None = None, train_subset: int = 0) -> Dataset:
     """Load a dataset by name; raises ``UserError`` with one clear line on any bad input."""
     check_dataset_name(name)
+    if user.is_spec(name):
+        return load_user_dataset(name, train_subset)
     if name == "digits":
         arrays = _digits()
     elif name.startswith("npz:"):
@@ -181,6 +196,68 @@ def _to_tensors(name: str, arrays: dict[str, np.ndarray]) -> Dataset:
     )
 
 
+def load_user_dataset(spec: str, train_subset: int = 0) -> Dataset:
+    """``--dataset MODULE:CALLABLE``: tensors stay tensors (the fast path); a map-style training
+    set stays map-style; the test set is stacked into tensors once."""
+    train, test = user.make_datasets(spec)
+    x_test, y_test = test if isinstance(test, tuple) else stack(test, range(len(test)), spec)
+    x_train, y_train, train_set = None, None, None
+    if isinstance(train, tuple):
+        x_train, y_train = train
+    elif _tensor_pair(train):
+        x_train, y_train = train.tensors
+    else:
+        train_set = train
+    n = len(y_train) if y_train is not None else len(train_set)
+    if train_subset and train_subset < n:
+        keep = torch.from_numpy(np.random.default_rng(0).permutation(n)[:train_subset])
+        if train_set is None:
+            x_train, y_train = x_train[keep], y_train[keep]
+        else:
+            train_set = Subset(train_set, keep.tolist())
+    for split, labels in (("test", y_test), ("train", y_train)):
+        if labels is not None and (labels.ndim != 1 or labels.is_floating_point()):
+            raise UserError(
+                f"dataset: {spec}: {split} labels must be integer class indices, one per sample "
+                f"(got {labels.dtype} of shape {tuple(labels.shape)})"
+            )
+    return Dataset(
+        spec, x_train, y_train, x_test, y_test, _classes(spec, train, y_train, y_test), train_set
+    )
+
+
+def _tensor_pair(dataset: Any) -> bool:
+    return isinstance(dataset, torch.utils.data.TensorDataset) and len(dataset.tensors) == 2
+
+
+def stack(dataset: Any, indices: Any, spec: str) -> tuple[Tensor, Tensor]:
+    """Samples ``indices`` of a map-style dataset as ``(inputs, labels)`` tensors."""
+    if _tensor_pair(dataset):
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        return dataset.tensors[0][idx], dataset.tensors[1][idx]
+    items = [user.sample(dataset, int(i), spec) for i in indices]
+    try:
+        return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+    except RuntimeError as err:
+        raise UserError(f"dataset: {spec}: samples differ in shape ({err})") from None
+
+
+def _classes(spec: str, train: Any, y_train: Tensor | None, y_test: Tensor) -> int:
+    """A ``classes`` (int or list of names) or ``num_classes`` attribute of the training set,
+    else one more than the largest label (a map-style set is scanned once for it)."""
+    for attr in ("classes", "num_classes"):
+        value = getattr(train, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+        if isinstance(value, list | tuple) and value:
+            return len(value)
+    if y_train is None:
+        y_train = torch.stack([user.sample(train, i, spec)[1] for i in range(len(train))])
+    if int(y_test.min()) < 0 or int(y_train.min()) < 0:
+        raise UserError(f"dataset: {spec}: labels must be non-negative class indices")
+    return int(max(y_train.max(), y_test.max())) + 1
+
+
 def fitness_split(n: int, size: int, seed: int) -> tuple[Tensor, Tensor]:
     """Indices ``(train, fitness)``: a fixed held-out fitness set, the same on every particle.
 
@@ -242,3 +319,28 @@ class Batches:
             chunk = perm[b * big : (b + 1) * big]
             out.append(chunk[self.j * self.batch_size : (self.j + 1) * self.batch_size])
         return out
+
+    def stream(self, start: int, total: int) -> Iterator[Tensor]:
+        """The index batch of every step from ``start`` (mid-epoch is fine) to ``total``."""
+        step = start
+        while step < total:
+            epoch, b = divmod(step, self.steps_per_epoch)
+            for idx in self.epoch(epoch, b):
+                if step >= total:
+                    return
+                yield idx
+                step += 1
+
+
+class StepSampler(Sampler[list[int]]):
+    """:class:`Batches` as a ``DataLoader`` batch sampler that starts at a given step, so a
+    resumed run continues mid-epoch with exactly the batches it would have had."""
+
+    def __init__(self, batches: Batches, start: int, total: int) -> None:
+        self.batches, self.start, self.total = batches, start, total
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (idx.tolist() for idx in self.batches.stream(self.start, self.total))
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.start)

@@ -31,28 +31,34 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
     return accuracy_of(predict_proba(model, x), y)
 
 
+Loss = Callable[[Tensor, Tensor], Tensor]
+
+
 @torch.no_grad()
-def mean_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 2048) -> float:
-    """Mean cross-entropy in eval mode; NaN/inf propagate (the swarm treats them as worst)."""
+def mean_loss(
+    model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 2048, loss: Loss | None = None
+) -> float:
+    """Mean loss in eval mode (cross-entropy, or ``loss``, a batch mean weighted by the batch's
+    size); NaN/inf propagate (the swarm treats them as worst)."""
     was_training = model.training
     model.eval()
     try:
-        total = sum(
-            float(
-                F.cross_entropy(
-                    model(x[i : i + batch_size]), y[i : i + batch_size], reduction="sum"
-                )
-            )
-            for i in range(0, len(x), batch_size)
-        )
+        total = 0.0
+        for i in range(0, len(x), batch_size):
+            out, target = model(x[i : i + batch_size]), y[i : i + batch_size]
+            if loss is None:
+                total += float(F.cross_entropy(out, target, reduction="sum"))
+            else:
+                total += float(loss(out, target)) * len(target)
     finally:
         model.train(was_training)
     return total / len(x)
 
 
-def loss_fitness(x: Tensor, y: Tensor) -> Callable[[nn.Module], float]:
-    """A ``Swarm`` fitness: mean loss on a fixed held-out set (never the test set)."""
-    return lambda model: mean_loss(model, x, y)
+def loss_fitness(x: Tensor, y: Tensor, loss: Loss | None = None) -> Callable[[nn.Module], float]:
+    """A ``Swarm`` fitness: mean loss (the training loss; default cross-entropy) on a fixed
+    held-out set (never the test set)."""
+    return lambda model: mean_loss(model, x, y, loss=loss)
 
 
 def fitness_value(fitness: Callable[[nn.Module], float], model: nn.Module, flat: Tensor) -> float:

@@ -24,7 +24,6 @@ import torch.distributed as dist
 
 from . import checkpoint
 from .config import TrainConfig
-from .data import load_dataset
 from .errors import UserError
 
 INTERRUPTED = 130  # the shell's status for a run stopped by Ctrl+C
@@ -143,7 +142,18 @@ def preflight(cfg: TrainConfig) -> None:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"out: cannot write to {out} ({existing} is not a writable folder)")
-    load_dataset(cfg.dataset, cfg.data_dir or None, cfg.train_subset)
+    from . import build, loggers
+
+    if cfg.resume:  # a checkpoint's optimizer state fits only the same optimizer and loss
+        saved = (checkpoint.latest(out) or {}).get("config", {})
+        for key, default in (("optimizer", "sgd"), ("loss", "cross_entropy")):
+            if saved.get(key, default) != getattr(cfg, key):
+                raise UserError(
+                    f"resume: the checkpoint is of a different run: {key}="
+                    f"{saved.get(key, default)!r} (now {getattr(cfg, key)!r})"
+                )
+    loggers.check(cfg)
+    build.check(cfg)  # loads the data, imports and calls user pieces, fits two samples
     if cfg.port:
         with socket.socket() as probe:
             try:

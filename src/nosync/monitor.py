@@ -18,10 +18,12 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from . import loggers
 from .checkpoint import atomic_torch_save, atomic_write_text
 from .config import TrainConfig
 from .data import Dataset
 from .evaluate import accuracy, accuracy_of, predict_proba
+from .export import save_safetensors
 from .metrics import MetricsLog, truncate_metrics, write_summary
 from .placement import Placement
 from .rules import mean_pairwise_distance
@@ -79,7 +81,12 @@ class Monitor:
             metrics = self.out / "metrics.jsonl"
             if resumed and metrics.exists():
                 truncate_metrics(metrics, start)
-            self.log = MetricsLog(metrics, append=bool(resumed))
+            self.log = loggers.attach(  # metrics.jsonl, and TensorBoard with --logger
+                MetricsLog(metrics, append=bool(resumed)),
+                self.cfg,
+                self.total,
+                self.place.ranks_per_particle,
+            )
             if resumed:
                 restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
                 self.log.write(
@@ -266,5 +273,6 @@ class Monitor:
         atomic_torch_save(
             {"state_dict": model.state_dict(), "config": self.cfg.to_dict()}, self.out / "final.pt"
         )
+        save_safetensors(model.state_dict(), self.cfg.to_dict(), self.out / "final.safetensors")
         write_summary(self.out / "summary.json", summary)
         return summary

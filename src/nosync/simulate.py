@@ -22,20 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 from tqdm import tqdm
 
-from . import rules, seeds
+from . import build, loggers, lr_schedule, rules
+from .build import Task
 from .checkpoint import atomic_torch_save, atomic_write_text
 from .config import TrainConfig
-from .data import Batches, Dataset, fitness_split, load_dataset
+from .data import Batches
 from .errors import UserError
-from .evaluate import accuracy, accuracy_of, fitness_value, loss_fitness, predict_proba
+from .evaluate import TrainLoss, accuracy, accuracy_of, fitness_value, predict_proba
+from .export import save_safetensors
 from .metrics import MetricsLog, clean_json
-from .models import build_model
 from .strategies import swarm_of
-from .train import lr_scheduler
 from .transport import LocalWorld
 from .weights import flatten_weights
 
@@ -43,32 +41,35 @@ from .weights import flatten_weights
 class Particle:
     """One particle: model, optimizer, schedule, data order and its ``Swarm``."""
 
-    def __init__(
-        self, cfg: TrainConfig, index: int, world: LocalWorld, data: Dataset, fitness: Any, n: int
-    ) -> None:
-        self.index, self.fitness = index, fitness
-        self.order: list[Tensor] = []
-        init_seed = seeds.init(cfg.seed, index, same=cfg.init == "same")
-        self.model = build_model(cfg.model, data.input_shape, data.classes, init_seed)
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    def __init__(self, cfg: TrainConfig, index: int, world: LocalWorld, task: Task) -> None:
+        self.index, self.fitness, self.loss = index, task.fitness, task.loss
+        self.model = build.model(cfg, task, index)
+        self.optimizer = build.optimizer(cfg, self.model, lr_schedule.base_lr(cfg, 1))
+        self.batches = Batches(
+            task.n, cfg.batch_size, cfg.seed, index, world.particles, shard=cfg.shard
         )
-        self.batches = Batches(n, cfg.batch_size, cfg.seed, index, world.particles, shard=cfg.shard)
         self.total = cfg.steps or max(1, round(cfg.epochs * self.batches.steps_per_epoch))
-        self.scheduler = lr_scheduler(self.optimizer, cfg, self.total, ranks_per_particle=1)
+        self.feed = build.stream(cfg, task, self.batches, 0, self.total)
+        self.scheduler = lr_schedule.scheduler(self.optimizer, cfg, self.total, 1)
+        self.losses = TrainLoss()  # logged per round, and the train-loss fitness
+        fitness = self.losses if cfg.fitness == "train-loss" else task.fitness
         self.swarm = swarm_of(
-            cfg, self.model, self.optimizer, fitness, self.total, transport=world.endpoint(index)
+            cfg,
+            self.model,
+            self.optimizer,
+            fitness,
+            self.total,
+            train_loss=self.losses,
+            transport=world.endpoint(index),
         )
 
-    def train(self, until: int, x: Tensor, y: Tensor) -> None:
+    def train(self, until: int) -> None:
         """Train to step ``until``; the swarm's hook runs the rounds (meeting the others)."""
         with self.swarm:
-            while (step := self.swarm.step) < until:
-                epoch, b = divmod(step, self.batches.steps_per_epoch)
-                if b == 0 or not self.order:
-                    self.order = self.batches.epoch(epoch)
-                idx = self.order[b]
-                loss = F.cross_entropy(self.model(x[idx]), y[idx])
+            while self.swarm.step < until:
+                inputs, targets = next(self.feed)
+                loss = self.loss(self.model(inputs), targets)
+                self.losses.observe(loss)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -79,15 +80,13 @@ class Particle:
         return fitness_value(self.fitness, self.model, flatten_weights(self.model))
 
 
-def run_together(
-    world: LocalWorld, swarm: list[Particle], until: int, x: Tensor, y: Tensor
-) -> None:
+def run_together(world: LocalWorld, swarm: list[Particle], until: int) -> None:
     """Every particle trains to ``until`` in its own thread; the first failure is raised."""
     errors: list[BaseException] = []
 
     def work(p: Particle) -> None:
         try:
-            p.train(until, x, y)
+            p.train(until)
         except BaseException as err:  # noqa: BLE001 - re-raised in the caller
             errors.append(err)
             world.abort()
@@ -110,17 +109,15 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
         )
     start = time.perf_counter()
     torch.set_num_threads(cfg.threads or 1)
-    data = load_dataset(cfg.dataset, cfg.data_dir or None, cfg.train_subset)
-    train_idx, fit_idx = fitness_split(len(data.y_train), cfg.fitness_size, cfg.seed)
-    x, y = data.x_train[train_idx], data.y_train[train_idx]
-    fitness = loss_fitness(data.x_train[fit_idx], data.y_train[fit_idx])
+    loggers.check(cfg)
+    task = build.task(cfg)
     world = LocalWorld(particles, timeout=cfg.timeout)
-    swarm = [Particle(cfg, i, world, data, fitness, len(y)) for i in range(particles)]
+    swarm = [Particle(cfg, i, world, task) for i in range(particles)]
     total, steps_per_epoch = swarm[0].total, swarm[0].batches.steps_per_epoch
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.toml", cfg.to_toml())
-    log = MetricsLog(out / "metrics.jsonl")
+    log = loggers.attach(MetricsLog(out / "metrics.jsonl"), cfg, total, ranks_per_particle=1)
     every = cfg.eval_every or steps_per_epoch
     bar = tqdm(
         total=total,
@@ -132,7 +129,7 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
     )
     logged = 0
     for until in [*range(every, total, every), total]:
-        run_together(world, swarm, until, x, y)
+        run_together(world, swarm, until)
         for i, record in enumerate(swarm[0].swarm.history[logged:], start=logged):
             leaders = [p.swarm.history[i]["leader"] for p in swarm]
             log.write({"type": "round", **record, "leaders": leaders})
@@ -142,12 +139,13 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
                 "type": "eval",
                 "step": until,
                 "samples_per_worker": until * cfg.batch_size,
-                **_evaluate(swarm, data, x, y),
+                **_evaluate(swarm, task),
             }
         )
         bar.update(until - bar.n)
     bar.close()
-    final = _evaluate(swarm, data, x, y)
+    final = _evaluate(swarm, task)
+    data = task.data
     probs = torch.stack([predict_proba(p.model, data.x_test) for p in swarm])
     best = swarm[final["best_particle"]]
     leaders = [r["leader"] for r in swarm[0].swarm.history]
@@ -172,14 +170,15 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
     atomic_torch_save(
         {"state_dict": best.model.state_dict(), "config": cfg.to_dict()}, out / "final.pt"
     )
+    save_safetensors(best.model.state_dict(), cfg.to_dict(), out / "final.safetensors")
     atomic_write_text(out / "summary.json", json.dumps(clean_json(summary), indent=2) + "\n")
     return summary
 
 
-def _evaluate(swarm: list[Particle], data: Dataset, x: Tensor, y: Tensor) -> dict[str, Any]:
+def _evaluate(swarm: list[Particle], task: Task) -> dict[str, Any]:
     """Per-particle accuracy and fitness; the selected (best-fitness) particle's accuracy."""
-    test = [accuracy(p.model, data.x_test, data.y_test) for p in swarm]
-    train = [accuracy(p.model, x[:2000], y[:2000]) for p in swarm]
+    test = [accuracy(p.model, task.data.x_test, task.data.y_test) for p in swarm]
+    train = [accuracy(p.model, task.x_eval, task.y_eval) for p in swarm]
     fits = [p.fitness_now() for p in swarm]
     best = rules.elect_leader(torch.tensor(fits, dtype=torch.float64)) or 0
     weights = torch.stack([flatten_weights(p.model) for p in swarm])

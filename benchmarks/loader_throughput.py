@@ -1,0 +1,164 @@
+"""Issue-12 benchmark: single-worker training throughput before and after batches became a
+stream (direct indexing for in-memory tensors, a DataLoader for map-style datasets).
+
+    python benchmarks/loader_throughput.py --base-ref ab207a6 --repeats 5 --steps 3000
+
+(1) End to end: ``nosync train --strategy single --threads 1 --steps N`` on an MNIST-format
+    dataset (Fashion-MNIST when ``--data-dir`` has it, else a synthetic 28x28 IDX set of the same
+    shape): the code at ``--base-ref`` (``git archive`` into a temporary folder, first on
+    ``PYTHONPATH``) against this tree ("tensors"), and against this tree with the same tensors
+    behind a map-style dataset ("dataloader": ``--dataset MODULE:CALLABLE``, every batch through
+    the DataLoader).  This machine is shared and its speed drifts by tens of percent, so each
+    comparison runs as a *pair started together* (two 1-thread runs on 2 cores see the same load)
+    and the median of the per-pair ratios of ``train_samples_per_second`` is reported.
+(2) In one process, the data part alone (no model): microseconds per batch of the old loop's
+    indexing, the new stream over tensors, and the DataLoader over a map-style dataset,
+    alternated in chunks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+MAP_STYLE = '''
+import torch
+from nosync.data import load_dataset
+
+
+class InMemory(torch.utils.data.Dataset):
+    """The built-in tensors, item by item: what a user's own map-style dataset costs."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def data():
+    d = load_dataset("mnist", "{folder}")
+    return InMemory(d.x_train, d.y_train), (d.x_test, d.y_test)
+'''
+
+
+def start(env: dict[str, str], flags: list[str], out: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "nosync", "train", *flags, "--quiet", "--out", str(out)]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=out.parent
+    )
+
+
+def finish(proc: subprocess.Popen, out: Path) -> float:
+    _, err = proc.communicate()
+    if proc.returncode:
+        sys.exit(f"failed: {proc.args}\n{err[-2000:]}")
+    return json.loads((out / "summary.json").read_text())["train_samples_per_second"]
+
+
+def data_cost(folder: Path, steps: int, chunks: int) -> dict[str, float]:
+    """(2): microseconds per batch of the data part alone, alternating the three ways."""
+    import time
+
+    import torch
+
+    from nosync import build
+    from nosync.config import TrainConfig
+    from nosync.data import Batches, load_dataset
+
+    torch.set_num_threads(1)
+    d = load_dataset("mnist", str(folder))
+    x, y = d.x_train, d.y_train
+    batches = Batches(len(y), 32, 0, 0, 1)
+    mapstyle = torch.utils.data.Subset(torch.utils.data.TensorDataset(x, y), range(len(y)))
+    cfg = TrainConfig()
+
+    def old() -> None:  # the loop before: a list of index batches per epoch, indexed by step
+        order, epoch, spe = [], -1, batches.steps_per_epoch
+        for step in range(steps):
+            if step // spe != epoch:
+                epoch = step // spe
+                order = batches.epoch(epoch)
+            idx = order[step % spe]
+            x[idx], y[idx]
+
+    def run(samples: object) -> None:
+        task = build.Task(d, x, y, samples, None, None, x, y)  # type: ignore[arg-type]
+        for _ in build.stream(cfg, task, batches, 0, steps):
+            pass
+
+    ways = {"old indexing": old, "tensors": lambda: run(None), "dataloader": lambda: run(mapstyle)}
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(chunks):
+        for name, fn in ways.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) / steps * 1e6)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-ref", default="main")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="nosync-loader-"))
+    folder = Path(args.data_dir)
+    if not (folder / "train-images-idx3-ubyte.gz").exists():
+        from helpers import tiny_image_dataset
+
+        folder = tiny_image_dataset(tmp / "data", n_train=12000, n_test=2000)
+    base = tmp / "base"
+    base.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", args.base_ref, "src"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+    (tmp / "mapstyle.py").write_text(MAP_STYLE.replace("{folder}", str(folder)))
+    flags = ["--strategy", "single", "--threads", "1", "--steps", str(args.steps)]
+    data = ["--dataset", "mnist", "--data-dir", str(folder)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    variants = {
+        "base": ({**env, "PYTHONPATH": str(base / "src")}, [*flags, *data]),
+        "tensors": (env, [*flags, *data]),
+        "dataloader": (env, [*flags, "--dataset", "mapstyle.py:data"]),
+    }
+    ratios: dict[str, list[float]] = {"tensors": [], "dataloader": []}
+    for repeat in range(args.repeats):
+        for name in ratios:
+            outs = [tmp / f"base-{name}-{repeat}", tmp / f"{name}-{repeat}"]
+            procs = [start(*variants["base"], outs[0]), start(*variants[name], outs[1])]
+            base_speed, speed = (finish(p, o) for p, o in zip(procs, outs, strict=True))
+            ratios[name].append(speed / base_speed)
+            print(
+                f"#{repeat} base {base_speed:.0f} vs {name} {speed:.0f} samples/s", file=sys.stderr
+            )
+    print(f"(1) {args.steps} steps, pairs started together, {args.repeats} pairs each\n")
+    print("| variant | ratio to base (median) | per-pair ratios |")
+    print("|---|---|---|")
+    for name, values in ratios.items():
+        pairs = ", ".join(f"{v:.3f}" for v in values)
+        print(f"| {name} | {statistics.median(values):.3f} | {pairs} |")
+    cost = data_cost(folder, 3000, 5)
+    print("\n(2) the data part alone, microseconds per batch of 32 (median of 5 chunks)\n")
+    print("| way | us/batch |\n|---|---|")
+    for name, us in cost.items():
+        print(f"| {name} | {us:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""What a particle trains: its data, model, optimizer, loss and batches.
+
+``nosync train`` (one rank) and ``nosync simulate`` (particles as threads) build their particles
+here and nowhere else, so that built-in and user pieces (``--model/--dataset/--loss
+MODULE:CALLABLE``, ``--optimizer``) behave the same in both.  :func:`check` runs once before any
+worker starts (``launch.preflight``, ``compare``): it imports and calls the user's pieces and
+pushes two samples through the model and the loss, so bad input fails early in one line.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Subset
+
+from . import seeds, user
+from .config import TrainConfig
+from .data import Batches, Dataset, StepSampler, fitness_split, load_dataset, stack
+from .errors import UserError
+from .evaluate import Loss, loss_fitness
+from .models import build_model
+from .monitor import TRAIN_EVAL_EXAMPLES
+
+
+@dataclass
+class Task:
+    """What every particle of a run shares: the data (test set as tensors), the training part
+    with the fitness set held out (tensors ``x``/``y``, or a map-style ``samples``), the loss, the
+    fitness and a fixed training subset for train accuracy."""
+
+    data: Dataset
+    x: Tensor | None
+    y: Tensor | None
+    samples: Any  # map-style training part (user datasets), else None
+    loss: Loss
+    fitness: Callable[[nn.Module], float]
+    x_eval: Tensor
+    y_eval: Tensor
+
+    @property
+    def n(self) -> int:
+        return len(self.y) if self.y is not None else len(self.samples)
+
+
+def task(cfg: TrainConfig) -> Task:
+    """Load the data, hold the fitness set out (``data.fitness_split``) and pick the loss."""
+    data = load_dataset(cfg.dataset, cfg.data_dir or None, cfg.train_subset)
+    train_idx, fit_idx = fitness_split(data.n_train, cfg.fitness_size, cfg.seed)
+    custom = user.make_loss(cfg.loss) if user.is_spec(cfg.loss) else None
+    if data.train_set is None:
+        x, y = data.x_train[train_idx], data.y_train[train_idx]
+        x_fit, y_fit = data.x_train[fit_idx], data.y_train[fit_idx]
+        samples, x_eval, y_eval = None, x[:TRAIN_EVAL_EXAMPLES], y[:TRAIN_EVAL_EXAMPLES]
+    else:
+        x = y = None
+        samples = Subset(data.train_set, train_idx.tolist())
+        x_fit, y_fit = stack(data.train_set, fit_idx.tolist(), cfg.dataset)
+        x_eval, y_eval = stack(samples, range(min(TRAIN_EVAL_EXAMPLES, len(samples))), cfg.dataset)
+    return Task(
+        data=data,
+        x=x,
+        y=y,
+        samples=samples,
+        loss=F.cross_entropy if custom is None else custom,
+        fitness=loss_fitness(x_fit, y_fit, custom),
+        x_eval=x_eval,
+        y_eval=y_eval,
+    )
+
+
+def model(cfg: TrainConfig, task: Task, particle: int) -> nn.Module:
+    """A particle's model, initialised from its seed (``--init same``: one seed for all).  With
+    a user piece in play, two samples go through it first (:func:`check_fit`)."""
+    seed = seeds.init(cfg.seed, particle, same=cfg.init == "same")
+    shape, classes = task.data.input_shape, task.data.classes
+    if not user.is_spec(cfg.model):
+        net = build_model(cfg.model, shape, classes, seed)
+    else:
+        torch.manual_seed(seed)
+        net = user.make_model(cfg.model, shape, classes)
+    if any(user.is_spec(v) for v in (cfg.model, cfg.dataset, cfg.loss)):
+        check_fit(task, net, cfg)
+    return net
+
+
+def optimizer(cfg: TrainConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """``--optimizer sgd`` (momentum, weight decay), ``adam`` or ``adamw`` (betas, eps)."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
+    return kind(
+        model.parameters(),
+        lr=lr,
+        betas=betas(cfg.betas),
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+    )
+
+
+def betas(text: str) -> tuple[float, float]:
+    """``"0.9,0.999"`` -> (0.9, 0.999) (``config.validate`` checked the form)."""
+    b1, b2 = (float(t) for t in text.split(","))
+    return b1, b2
+
+
+def stream(
+    cfg: TrainConfig, task: Task, batches: Batches, start: int, total: int
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """``(inputs, targets)`` of every step from ``start`` to ``total``.  In-memory tensors are
+    indexed directly (the fast path: a DataLoader costs more per batch, see
+    benchmarks/RESULTS.md); a map-style dataset goes through a ``DataLoader`` with the seeded
+    order as its batch sampler, ``--loader-workers`` processes and pinned memory on CUDA."""
+    if task.samples is None:
+        x, y = task.x, task.y
+        return ((x[idx], y[idx]) for idx in batches.stream(start, total))
+    fork = cfg.loader_workers > 0 and "fork" in multiprocessing.get_all_start_methods()
+    loader = DataLoader(
+        task.samples,
+        batch_sampler=StepSampler(batches, start, total),
+        num_workers=cfg.loader_workers,
+        pin_memory=torch.cuda.is_available(),
+        # forked loader workers inherit the user's modules (a file-path module has no importable
+        # name, and ranks run under a forkserver, whose children would have to re-import it)
+        multiprocessing_context="fork" if fork else None,
+    )
+    return (_pair(batch, cfg.dataset) for batch in loader)
+
+
+def _pair(batch: Any, spec: str) -> tuple[Tensor, Tensor]:
+    if not (isinstance(batch, tuple | list) and len(batch) == 2):
+        raise UserError(f"dataset: {spec}: items must be (input, label) pairs")
+    return batch[0], batch[1]
+
+
+def check(cfg: TrainConfig) -> Task:
+    """Before any worker starts: load everything once and push two samples through the model
+    and the loss, so that a user piece that does not fit fails in one line naming its flag."""
+    t = task(cfg)
+    optimizer(cfg, model(cfg, t, 0), cfg.lr)  # and parameters an optimizer takes
+    return t
+
+
+@torch.no_grad()
+def check_fit(task: Task, net: nn.Module, cfg: TrainConfig) -> None:
+    """Two training samples through ``net`` (eval mode, RNG untouched) and the loss."""
+    x, y = (task.x[:2], task.y[:2]) if task.samples is None else (task.x_eval[:2], task.y_eval[:2])
+    with torch.random.fork_rng(devices=[]):
+        was_training = net.training
+        net.eval()
+        try:
+            out = net(x)
+        except Exception as err:  # noqa: BLE001 - the shapes do not fit; say which flags
+            raise UserError(
+                f"dataset: samples of shape {tuple(x.shape[1:])} do not fit --model "
+                f"{cfg.model}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            ) from None
+        finally:
+            net.train(was_training)
+        if not isinstance(out, Tensor) or out.ndim != 2 or len(out) != len(x):
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise UserError(
+                f"model: {cfg.model} gives {shape} for a batch of {len(x)}; "
+                "it must return (batch, classes) scores"
+            )
+        try:
+            value = task.loss(out, y)
+        except Exception as err:  # noqa: BLE001
+            raise UserError(
+                f"loss: {cfg.loss} failed on the model's output: {type(err).__name__}: {err}"
+            ) from None
+        if not isinstance(value, Tensor) or value.numel() != 1:
+            raise UserError(f"loss: {cfg.loss} must return a scalar tensor, got {value!r:.60}")
