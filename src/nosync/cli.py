@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ def _flag_type(kind: str) -> Any:
 
 # what `compare` sets per cell itself, so it takes no such flag
 PER_CELL = {"strategy", "workers", "seed", "out", "resume", "eval_every", "inject", "port"}
+REPEATABLE = {"inject"}  # given several times, the values add up (comma-joined)
 
 
 def _add_train_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozenset()) -> None:
@@ -35,6 +37,10 @@ def _add_train_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozen
         if f.type == "bool":
             parser.add_argument(
                 flag, action="store_true", default=argparse.SUPPRESS, help=help_text
+            )
+        elif name in REPEATABLE:
+            parser.add_argument(
+                flag, action="append", default=argparse.SUPPRESS, help=help_text, metavar="SPEC"
             )
         else:
             parser.add_argument(
@@ -103,12 +109,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _flags(args: argparse.Namespace, exclude: set[str] = frozenset()) -> dict[str, Any]:
+    """The settings given as flags (repeated flags joined with commas)."""
+    values = vars(args)
+    flags = {k: values[k] for k in FIELDS if k in values and k not in exclude}
+    return {k: ",".join(v) if isinstance(v, list) else v for k, v in flags.items()}
+
+
+def resume_hint(out: str | Path) -> str:
+    """What a stopped run can do next, true to what is on disk (read without torch)."""
+    try:
+        step = json.loads((Path(out) / "checkpoints" / "latest.json").read_text())["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"no checkpoint was saved, so there is nothing to resume in {out}"
+    return f"continue from the checkpoint at step {step} with: nosync train --resume {out}"
+
+
 def _train(args: argparse.Namespace) -> int:
     from .launch import INTERRUPTED, LaunchFailed, LaunchInterrupted, launch, under_launcher
     from .report import format_summary
 
-    values = vars(args)
-    flags = {k: values[k] for k in FIELDS if k in values}
+    flags = _flags(args)
     if flags.get("resume"):
         # a resumed run is the run in that folder; flags may extend or adjust it
         if args.config:
@@ -126,11 +147,12 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     try:
         summary = launch(cfg)
-    except LaunchInterrupted as err:
-        print(f"nosync: {err}; resume with: nosync train --resume {cfg.out}", file=sys.stderr)
+    except (LaunchInterrupted, KeyboardInterrupt) as err:
+        why = str(err) or "interrupted"
+        print(f"nosync: {why}; {resume_hint(cfg.out)}", file=sys.stderr)
         return INTERRUPTED
     except LaunchFailed as err:
-        print(f"nosync: error: {err}", file=sys.stderr)
+        print(f"nosync: error: {err}; {resume_hint(cfg.out)}", file=sys.stderr)
         return 1
     if summary is not None:
         print(format_summary(summary, cfg.out))
@@ -140,8 +162,7 @@ def _train(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from .compare import parse_labels, parse_workers, run_compare
 
-    values = vars(args)
-    flags = {k: values[k] for k in FIELDS if k in values and k not in PER_CELL}
+    flags = _flags(args, PER_CELL)
     shared = read_toml(args.config) if args.config else {}
     unknown = PER_CELL & shared.keys()
     if unknown:
@@ -178,8 +199,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
     if args.particles < 1:
         raise UserError(f"particles: must be at least 1, got {args.particles}")
-    values = vars(args)
-    flags = {k: values[k] for k in FIELDS if k in values}
+    flags = _flags(args)
     cfg = resolve(
         read_toml(args.config) if args.config else {}, {**flags, "workers": 1, "strategy": "nosync"}
     )
@@ -205,14 +225,26 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+# what is true after a Ctrl+C that reached the command outside its own handling
+AFTER_CTRL_C = {
+    "train": "stopped before training started; nothing was saved",
+    "compare": "stopped; run the same command again to continue",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    command = None
     try:
         args = build_parser().parse_args(argv)
+        command = args.command
         commands = {"train": _train, "compare": _compare, "simulate": _simulate, "report": _report}
         return commands[args.command](args)
     except UserError as err:
         print(f"nosync: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # one line and the shell's status for Ctrl+C, no traceback
+        print(f"nosync: {AFTER_CTRL_C.get(command, 'interrupted')}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

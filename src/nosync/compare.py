@@ -177,6 +177,8 @@ def run_compare(
             )
     cells = plan(labels, workers, seeds)
     out.mkdir(parents=True, exist_ok=True)
+    if not index.exists():  # before the first cell: an interrupted first cell can be resumed
+        atomic_write_text(index, json.dumps(data, indent=1) + "\n")
     status = 0
     bar = tqdm(
         cells, desc="compare", unit="run", disable=quiet, file=sys.stderr, dynamic_ncols=True

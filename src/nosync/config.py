@@ -7,6 +7,7 @@ file; the help text lives next to the field so that flags, files and docs cannot
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 import tomllib
@@ -81,7 +82,7 @@ class TrainConfig:
     )
     resume: str = _f("", "continue the run in this folder from its last checkpoint")
     max_restarts: int = _f(0, "restart the workers from the last checkpoint up to N times")
-    inject: str = _f("", "fault injection for tests: nan@STEP:RANK[,...]")
+    inject: str = _f("", "fault injection for tests: nan@STEP:RANK[,...] (repeatable)")
     port: int = _f(0, "local rendezvous port (0: any free port)")
     out: str = _f("", "output folder (default runs/<time>-<strategy>)")
     quiet: bool = _f(False, "no progress bar")
@@ -109,6 +110,10 @@ def read_toml(path: str) -> dict[str, Any]:
         raise UserError(f"config: no such file {path}") from None
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"config: {path} is not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"config: {path} is not UTF-8 text (byte {err.start}); TOML files must be UTF-8"
+        ) from None
     except OSError as err:
         raise UserError(f"config: cannot read {path}: {err.strerror}") from None
     for key, value in data.items():
@@ -158,6 +163,9 @@ def resolve(
 def validate(cfg: TrainConfig) -> None:
     """One clear ``UserError`` per mistake, named after the flag."""
     for name, f in FIELDS.items():
+        if f.type == "float" and not math.isfinite(getattr(cfg, name)):
+            raise UserError(f"{name}: must be a finite number, got {getattr(cfg, name)}")
+    for name, f in FIELDS.items():
         choices = f.metadata["choices"]
         if choices and getattr(cfg, name) not in choices:
             raise UserError(
@@ -203,16 +211,22 @@ def validate(cfg: TrainConfig) -> None:
     for name, ok in checks.items():
         if not ok:
             raise UserError(f"{name}: invalid value {getattr(cfg, name)!r}")
-    parse_inject(cfg.inject)
+    for _, _, rank in parse_inject(cfg.inject):
+        if rank >= cfg.workers:
+            raise UserError(f"inject: rank {rank} does not exist (ranks are 0..{cfg.workers - 1})")
 
 
 def parse_inject(spec: str) -> list[tuple[str, int, int]]:
-    """``nan@STEP:RANK[,...]`` -> [("nan", step, rank), ...]."""
-    faults = []
+    """``nan@STEP:RANK[,...]`` -> [("nan", step, rank), ...]; several faults are fine, the same
+    one twice is a mistake."""
+    faults: list[tuple[str, int, int]] = []
     for item in filter(None, (part.strip() for part in spec.split(","))):
         kind, _, where = item.partition("@")
         step, _, rank = where.partition(":")
         if kind != "nan" or not step.isdigit() or not rank.isdigit() or int(step) < 1:
             raise UserError(f"inject: {item!r} is not of the form nan@STEP:RANK (STEP >= 1)")
-        faults.append((kind, int(step), int(rank)))
+        fault = (kind, int(step), int(rank))
+        if fault in faults:
+            raise UserError(f"inject: {item!r} is given twice")
+        faults.append(fault)
     return faults
