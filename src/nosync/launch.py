@@ -165,6 +165,7 @@ def _shared_preflight(cfg: TrainConfig, rank: int) -> runlock.RunLock | None:
     if rank == 0:
         try:
             restarting = attempt.restarts() > 0
+            runlock.check_free(cfg.out)
             preflight(cfg, restarting=restarting, check_port=False)
             lock = runlock.acquire(cfg.out)
             if not (restarting or cfg.resume):
@@ -244,6 +245,7 @@ def launch(cfg: TrainConfig) -> dict[str, Any] | None:
     """Run ``cfg`` on ``cfg.workers`` local ranks; returns rank 0's summary."""
     if under_launcher():
         return worker(cfg.to_dict(), external=True)
+    runlock.check_free(cfg.out)
     preflight(cfg)
     lock = runlock.acquire(cfg.out)
     try:

@@ -56,6 +56,25 @@ def acquire(folder: str | os.PathLike[str]) -> RunLock:
     return RunLock(folder, fd)
 
 
+def check_free(folder: str | os.PathLike[str]) -> None:
+    """Refuse a folder another run holds, before any other check and without writing anything
+    (a resume would otherwise read a checkpoint set the running run is replacing)."""
+    path = Path(folder) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return  # no lock file (or an unreadable one, which acquire reports)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise UserError(
+            f"out: {Path(folder)} is in use by another nosync run (pid {holder(path)}); wait "
+            "for it to end or pick another --out"
+        ) from None
+    finally:
+        os.close(fd)
+
+
 def holder(path: Path, tries: int = 20) -> str:
     """The pid written in the lock file (the holder writes it just after locking)."""
     for _ in range(tries):
