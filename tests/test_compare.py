@@ -136,3 +136,22 @@ def test_speedup_is_steps_of_one_worker_over_steps_per_worker_of_n() -> None:
     assert speed[("ddp", 4)]["reached"] == 0 and "speedup_steps" not in speed[("ddp", 4)]
     table = compare_table(data)
     assert "| ddp | 4 | 1 |" in table and "| - | - |" in table
+
+
+def test_compare_interrupted_in_its_first_cell_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    grid = [*GRID, "--strategies", "nosync", "--steps", "100000"]  # one long cell
+    run = start_nosync("compare", *grid, "--out", str(out))
+    wait_for(lambda: (out / "cells" / "nosync-n2-s0.log").exists(), 120, "the first cell")
+    assert json.loads((out / "compare.json").read_text())["cells"] == {}  # settings first
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    shorter = nosync("compare", *grid, "--out", str(out), "--steps", "40")
+    assert shorter.returncode == 2 and "other settings" in shorter.stderr  # the same grid only
+    (out / "cells" / "nosync-n2-s0.log").unlink()
+    again = start_nosync("compare", *grid, "--out", str(out))  # resumes: no "not empty" refusal
+    wait_for(lambda: (out / "cells" / "nosync-n2-s0.log").exists(), 120, "the cell again")
+    again.send_signal(signal.SIGINT)
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 130 and "holds no comparison" not in err, err

@@ -1,4 +1,8 @@
-"""The ``nosync`` command line: it parses, then calls the library; nothing else lives here."""
+"""The ``nosync`` command line: it parses, then calls the library; nothing else lives here.
+
+The library (and torch) is imported inside ``main``, so that a Ctrl+C while it loads is caught
+there: one line and exit status 130.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .config import FIELDS, read_toml, resolve
 from .errors import UserError
 
 
@@ -29,6 +32,8 @@ REPEATABLE = {"inject"}  # given several times, the values add up (comma-joined)
 
 
 def _add_train_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozenset()) -> None:
+    from .config import FIELDS
+
     for name, f in FIELDS.items():
         if name in exclude:
             continue
@@ -111,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _flags(args: argparse.Namespace, exclude: set[str] = frozenset()) -> dict[str, Any]:
     """The settings given as flags (repeated flags joined with commas)."""
+    from .config import FIELDS
+
     values = vars(args)
     flags = {k: values[k] for k in FIELDS if k in values and k not in exclude}
     return {k: ",".join(v) if isinstance(v, list) else v for k, v in flags.items()}
@@ -126,6 +133,7 @@ def resume_hint(out: str | Path) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .config import read_toml, resolve
     from .launch import INTERRUPTED, LaunchFailed, LaunchInterrupted, launch, under_launcher
     from .report import format_summary
 
@@ -161,6 +169,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from .compare import parse_labels, parse_workers, run_compare
+    from .config import read_toml
 
     flags = _flags(args, PER_CELL)
     shared = read_toml(args.config) if args.config else {}
@@ -195,6 +204,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from .config import read_toml, resolve
     from .simulate import simulate
 
     if args.particles < 1:
@@ -233,10 +243,10 @@ AFTER_CTRL_C = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    command = None
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = words[0] if words else None  # known before parsing, which imports the library
     try:
-        args = build_parser().parse_args(argv)
-        command = args.command
+        args = build_parser().parse_args(words)
         commands = {"train": _train, "compare": _compare, "simulate": _simulate, "report": _report}
         return commands[args.command](args)
     except UserError as err:
