@@ -209,3 +209,75 @@ def test_example_script_under_torchrun_trains_and_finalizes() -> None:
     assert len(set(found)) == 1  # every rank holds the same (best) particle
     accuracy = float(re.search(r"test accuracy (\S+)", result.stdout).group(1))
     assert accuracy > 0.9 and "sync rounds" in result.stdout
+
+
+def test_ensemble_and_weight_average_accuracies_are_computed_from_the_particles(
+    default_swarm,
+) -> None:
+    """Recompute both from the particles saved at the last step (before the final selection)."""
+    from nosync.data import load_dataset
+    from nosync.evaluate import accuracy, accuracy_of, predict_proba
+    from nosync.models import build_model
+
+    out, _ = default_swarm
+    s = summary(out)
+    data = load_dataset("digits")
+    models = []
+    for rank in range(4):
+        state = torch.load(
+            out / "checkpoints" / f"step-{s['steps']:09d}" / f"rank-{rank:05d}.pt",
+            weights_only=False,
+        )
+        model = build_model("mlp", data.input_shape, data.classes, 0)
+        model.load_state_dict(state["model"])
+        models.append(model)
+    probs = torch.stack([predict_proba(m, data.x_test) for m in models])
+    assert s["worker_test_accuracy"] == pytest.approx([accuracy_of(p, data.y_test) for p in probs])
+    assert s["ensemble_test_accuracy"] == pytest.approx(accuracy_of(probs.mean(0), data.y_test))
+    average = build_model("mlp", data.input_shape, data.classes, 0)
+    average.load_state_dict(
+        {
+            k: torch.stack([m.state_dict()[k] for m in models]).mean(0)
+            for k in models[0].state_dict()
+        }
+    )
+    assert s["weight_average_test_accuracy"] == pytest.approx(
+        accuracy(average, data.x_test, data.y_test)
+    )
+
+
+def test_report_of_a_run_states_its_results(default_swarm) -> None:
+    out, _ = default_swarm
+    (out / "report.md").unlink(missing_ok=True)
+    result = nosync("report", str(out))
+    assert result.returncode == 0, result.stderr
+    text = (out / "report.md").read_text()
+    s = summary(out)
+    assert text.startswith(f"# nosync run: {out.name}")
+    assert f"{100 * s['test_accuracy']:.2f} % test accuracy" in text
+    assert f"ensemble of particles:     {100 * s['ensemble_test_accuracy']:.2f} %" in text
+    led = dict(
+        item.split(": ")
+        for item in text.split("Rounds led per particle: ")[1].split("\n")[0].split(", ")
+    )
+    assert sum(map(int, led.values())) == s["sync_rounds"]
+    assert {int(p) for p in led} == {p for p in s["leaders"] if p is not None}
+    assert (out / "run.png").stat().st_size > 1000
+
+
+def test_float16_exchange_sends_two_bytes_a_weight(tmp_path: Path) -> None:
+    rounds = {}
+    for dtype in ("float32", "float16"):
+        out = tmp_path / dtype
+        flags = ["--workers", "2", "--steps", "40", "--period", "10", "--quiet"]
+        result = nosync("train", *flags, "--exchange", dtype, "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        assert summary(out)["test_accuracy"] > 0.5
+        rounds[dtype] = [
+            r["comm_bytes"] for r in read_metrics(out / "metrics.jsonl") if r["type"] == "round"
+        ]
+    weights = torch.load(tmp_path / "float32" / "final.pt", weights_only=False)["state_dict"]
+    parameters = sum(v.numel() for v in weights.values())
+    assert [a - b for a, b in zip(rounds["float32"], rounds["float16"], strict=True)] == [
+        2 * parameters
+    ] * 4
