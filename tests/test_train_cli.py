@@ -281,3 +281,11 @@ def test_float16_exchange_sends_two_bytes_a_weight(tmp_path: Path) -> None:
     assert [a - b for a, b in zip(rounds["float32"], rounds["float16"], strict=True)] == [
         2 * parameters
     ] * 4
+
+
+def test_repeated_inject_flags_add_up() -> None:
+    result = nosync(
+        "train", "--workers", "2", "--inject", "nan@5:0", "--inject", "nan@9:1", "--print-config"
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'inject = "nan@5:0,nan@9:1"' in result.stdout
