@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from . import interrupts
 from .errors import UserError
 
 
@@ -207,6 +208,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from .config import read_toml, resolve
     from .simulate import simulate
 
+    interrupts.resume()
     if args.particles < 1:
         raise UserError(f"particles: must be at least 1, got {args.particles}")
     flags = _flags(args)
@@ -227,6 +229,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .report import write_report
 
+    interrupts.resume()
     folder = Path(args.dir)
     if not folder.is_dir():
         raise UserError(f"report: no such folder {folder}")
@@ -245,6 +248,7 @@ AFTER_CTRL_C = {
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     command = words[0] if words else None  # known before parsing, which imports the library
+    interrupts.defer()  # until the command's own work begins (see interrupts.py)
     try:
         args = build_parser().parse_args(words)
         commands = {"train": _train, "compare": _compare, "simulate": _simulate, "report": _report}
@@ -255,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # one line and the shell's status for Ctrl+C, no traceback
         print(f"nosync: {AFTER_CTRL_C.get(command, 'interrupted')}", file=sys.stderr)
         return 130
+    finally:
+        interrupts.restore()
 
 
 if __name__ == "__main__":

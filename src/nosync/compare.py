@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from . import rules
+from . import interrupts, rules
 from .checkpoint import atomic_write_text
 from .config import STRATEGIES, TrainConfig, resolve
 from .data import fitness_split, load_dataset
@@ -183,6 +183,7 @@ def run_compare(
     bar = tqdm(
         cells, desc="compare", unit="run", disable=quiet, file=sys.stderr, dynamic_ncols=True
     )
+    interrupts.resume()  # from here on _CtrlC handles Ctrl+C (the setup above deferred it)
     ctrl_c = _CtrlC()
     with ctrl_c:
         for cell in bar:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from . import attempt, checkpoint, lifeline, runlock
+from . import attempt, checkpoint, interrupts, lifeline, runlock
 from .config import TrainConfig
 from .data import Batches, Dataset, fitness_split, load_dataset
 from .errors import UserError
@@ -244,9 +244,11 @@ def _quiet_agent_logs() -> None:
 def launch(cfg: TrainConfig) -> dict[str, Any] | None:
     """Run ``cfg`` on ``cfg.workers`` local ranks; returns rank 0's summary."""
     if under_launcher():
+        interrupts.resume()
         return worker(cfg.to_dict(), external=True)
     runlock.check_free(cfg.out)
     preflight(cfg)
+    interrupts.resume()  # a Ctrl+C during the checks stops here, before anything is written
     lock = runlock.acquire(cfg.out)
     try:
         if not cfg.resume:
