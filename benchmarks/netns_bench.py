@@ -183,14 +183,17 @@ def train_inside(ends: list[tuple[str, str, str]], flags: list[str], out: Path) 
     """One rank per namespace: a two-node torchrun across the shaped link."""
     endpoint = f"{ends[0][1]}:{free_port()}"
     nodes = []
-    for name, address, device in ends:
+    for host, (name, address, device) in zip((1, 0), ends, strict=True):
         cmd = ["ip", "netns", "exec", name, "env", f"GLOO_SOCKET_IFNAME={device}"]
         cmd += [TORCHRUN, "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d"]
         cmd += ["--rdzv-endpoint", endpoint, "--rdzv-id", out.name, "--local-addr", address]
+        cmd += ["--rdzv-conf", f"is_host={host}"]  # the first end holds the rendezvous store
         cmd += ["-m", "nosync", "train", *flags, "--quiet", "--out", str(out)]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "LOGLEVEL": "ERROR"}
         nodes.append(
-            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+            subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+            )
         )
     logs = [node.communicate()[0] for node in nodes]
     if any(node.returncode for node in nodes):
