@@ -2,19 +2,25 @@
 
     sudo python benchmarks/netns_bench.py --rates 100mbit,1gbit --seeds 0 1
 
-Each run's workers live in a network namespace this script makes (``ip netns add``) whose
-loopback is rate-limited with a token bucket (``ip link set lo mtu 1500``, then ``tc qdisc ...
-tbf rate R``; netem is not available here), so every byte between ranks crosses the limit.
-Per rate and strategy: wall time until the selected model first reaches ``--target`` test
-accuracy (training seconds, evaluation excluded), bytes sent per worker, and the share of
-training time spent in communication.  All strategies get the same samples per worker
-(Fashion-MNIST, mlp, 2 workers, one thread each).  Results go to
-``benchmarks/results/netns.json`` and a Markdown table on stdout.
+The two workers live in two network namespaces this script makes (``ip netns add``), joined by
+a veth pair whose two ends each carry a token bucket (``tc qdisc ... tbf rate R``; netem is not
+available here).  Each direction is therefore limited to R on its own, as on a full-duplex link
+between two machines (shaping one loopback, as this script did first, put both directions
+through one queue: R in total).  Each worker is one node of a two-node ``torchrun`` (c10d
+rendezvous on the first namespace's address, gloo bound to the veth), so every byte between the
+ranks crosses the limit.  Per rate and strategy: wall time until the selected model first
+reaches ``--target`` test accuracy (training seconds, evaluation excluded), the payload through
+training collectives per worker (sent and received), and the share of training time spent in
+collectives.  All strategies get the same samples per worker (Fashion-MNIST, mlp, 2 workers,
+one thread each).  Results go to ``benchmarks/results/netns.json`` and a Markdown table on
+stdout.
 
-The namespace is removed when the script ends, also after a failure, Ctrl+C or SIGTERM; a
-namespace left by a SIGKILLed run is removed by the next run (all are named ``nosync-bench-*``).
+The namespaces are removed when the script ends, also after a failure, Ctrl+C or SIGTERM;
+namespaces left by a SIGKILLed run are removed by the next run (all are named
+``nosync-bench-*``).
 
-``--probe`` only makes the namespace, shows its qdisc and removes it (for the tests);
+``--probe`` only makes the link, shows both qdiscs and removes it (for the tests); ``--probe
+--measure MB`` also sends MB megabytes each way at once and prints the measured rates;
 ``--probe --fail`` fails on purpose after making it; ``--hold S`` waits S seconds inside.
 """
 
@@ -23,7 +29,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +42,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PREFIX = "nosync-bench-"
+ADDRESSES = ("10.77.0.1", "10.77.0.2")  # the two ends of the link
+TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -41,7 +51,7 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def remove(name: str) -> None:
-    """Kill whatever still runs inside, then delete the namespace."""
+    """Kill whatever still runs inside, then delete the namespace (and its end of the veth)."""
     pids = ip("netns", "pids", name, check=False).stdout.split()
     for pid in pids:
         with suppress(ProcessLookupError, ValueError):
@@ -58,63 +68,136 @@ def remove_stale() -> None:
                 remove(name)
 
 
+def shape(namespace: str, device: str, rate: str) -> None:
+    ip("-n", namespace, "link", "set", device, "up")
+    subprocess.run(
+        ["ip", "netns", "exec", namespace, "tc", "qdisc", "add", "dev", device, "root", "tbf"]
+        + ["rate", rate, "burst", "64kb", "latency", "100ms"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+
+
 @contextmanager
-def namespace(rate: str) -> Iterator[str]:
-    """A fresh namespace whose loopback carries at most ``rate``; removed on the way out."""
-    name = f"{PREFIX}{os.getpid()}-{rate}"
+def link(rate: str) -> Iterator[list[tuple[str, str, str]]]:
+    """Two fresh namespaces joined by a veth pair, ``rate`` each way; removed on the way out.
+
+    Yields ``(namespace, address, device)`` for both ends.
+    """
+    tag = f"{os.getpid()}-{rate}"
+    names = [f"{PREFIX}{tag}-a", f"{PREFIX}{tag}-b"]
+    devices = [f"nsb{os.getpid() % 100000}{end}" for end in "ab"]  # at most 15 characters
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    ip("netns", "add", name)
+    made: list[str] = []
     try:
-        ip("-n", name, "link", "set", "lo", "mtu", "1500")
-        ip("-n", name, "link", "set", "lo", "up")
-        subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                name,
-                "tc",
-                "qdisc",
-                "add",
-                "dev",
-                "lo",
-                "root",
-                "tbf",
-                "rate",
-                rate,
-                "burst",
-                "64kb",
-                "latency",
-                "100ms",
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
+        for name in names:
+            ip("netns", "add", name)
+            made.append(name)
+            ip("-n", name, "link", "set", "lo", "up")
+        ip(
+            *("link", "add", devices[0], "netns", names[0], "type", "veth"),
+            *("peer", "name", devices[1], "netns", names[1]),
         )
-        yield name
+        ends = list(zip(names, ADDRESSES, devices, strict=True))
+        for name, address, device in ends:
+            ip("-n", name, "addr", "add", f"{address}/24", "dev", device)
+            shape(name, device, rate)
+        yield ends
     finally:
-        remove(name)
+        for name in made:  # deleting a namespace deletes its end of the veth pair
+            remove(name)
         signal.signal(signal.SIGTERM, previous)
 
 
-def train_inside(name: str, flags: list[str], out: Path) -> dict:
-    cmd = [
-        "ip",
-        "netns",
-        "exec",
-        name,
-        sys.executable,
-        "-m",
-        "nosync",
-        "train",
-        *flags,
-        "--quiet",
-        "--out",
-        str(out),
+def qdiscs(ends: list[tuple[str, str, str]]) -> str:
+    return "".join(
+        f"{name} {device}: "
+        + subprocess.run(
+            ["ip", "netns", "exec", name, "tc", "qdisc", "show", "dev", device],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for name, _, device in ends
+    )
+
+
+# a receiver that counts bytes from first to last and prints Mbit/s; a sender of N bytes
+_RECEIVE = """
+import socket, sys, time
+server = socket.create_server((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+conn, _ = server.accept()
+total, start = 0, None
+while chunk := conn.recv(1 << 16):
+    start = start or time.perf_counter()
+    total += len(chunk)
+print(total * 8 / (time.perf_counter() - start) / 1e6, flush=True)
+"""
+_SEND = """
+import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2]))) as conn:
+    conn.sendall(bytes(int(sys.argv[3])))
+"""
+
+
+def measure_link(
+    ends: list[tuple[str, str, str]], megabytes: float, together: bool = True
+) -> list[float]:
+    """Send ``megabytes`` each way, at the same time or one way after the other; the measured
+    Mbit/s of a->b and b->a."""
+    if not together:
+        return [measure_link(ends, megabytes)[0], measure_link(ends[::-1], megabytes)[0]]
+    port = 45_000 + os.getpid() % 10_000
+    receivers = []
+    for name, address, _ in ends:
+        receivers.append(
+            subprocess.Popen(
+                ["ip", "netns", "exec", name, sys.executable, "-c", _RECEIVE, address, str(port)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
+        assert receivers[-1].stdout is not None and receivers[-1].stdout.readline() == "ready\n"
+    senders = [
+        subprocess.Popen(
+            ["ip", "netns", "exec", name, sys.executable, "-c", _SEND, peer, str(port)]
+            + [str(int(megabytes * 1e6))]
+        )
+        for (name, _, _), (_, peer, _) in zip(ends, reversed(ends), strict=True)
     ]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-2000:]}")
+    for sender in senders:
+        sender.wait(timeout=300)
+    rates = [float(r.communicate(timeout=300)[0]) for r in receivers]
+    return [rates[1], rates[0]]  # b received what a sent, and the other way round
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def train_inside(ends: list[tuple[str, str, str]], flags: list[str], out: Path) -> dict:
+    """One rank per namespace: a two-node torchrun across the shaped link."""
+    endpoint = f"{ends[0][1]}:{free_port()}"
+    nodes = []
+    for host, (name, address, device) in zip((1, 0), ends, strict=True):
+        cmd = ["ip", "netns", "exec", name, "env", f"GLOO_SOCKET_IFNAME={device}"]
+        cmd += [TORCHRUN, "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d"]
+        cmd += ["--rdzv-endpoint", endpoint, "--rdzv-id", out.name, "--local-addr", address]
+        cmd += ["--rdzv-conf", f"is_host={host}"]  # the first end holds the rendezvous store
+        cmd += ["-m", "nosync", "train", *flags, "--quiet", "--out", str(out)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "LOGLEVEL": "ERROR"}
+        nodes.append(
+            subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+            )
+        )
+    logs = [node.communicate()[0] for node in nodes]
+    if any(node.returncode for node in nodes):
+        raise RuntimeError(f"{out.name} failed:\n" + "\n".join(log[-2000:] for log in logs))
     summary = json.loads((out / "summary.json").read_text())
     curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return {"summary": summary, "curve": [r for r in curve if r["type"] == "eval"]}
@@ -145,23 +228,23 @@ def main() -> None:
     parser.add_argument("--probe", action="store_true", help="make, show and remove; no runs")
     parser.add_argument("--fail", action="store_true", help="with --probe: fail after setup")
     parser.add_argument("--hold", type=float, default=0, help="with --probe: wait inside")
+    parser.add_argument(
+        "--measure", type=float, default=0, help="with --probe: send MB each way, print rates"
+    )
     args = parser.parse_args()
     remove_stale()
     if args.probe:
-        with namespace(args.rates.split(",")[0]) as name:
-            print(name)
-            print(
-                subprocess.run(
-                    ["ip", "netns", "exec", name, "tc", "qdisc", "show", "dev", "lo"],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout,
-                flush=True,
-            )
+        with link(args.rates.split(",")[0]) as ends:
+            print(" ".join(name for name, _, _ in ends))
+            print(qdiscs(ends), flush=True)
+            if args.measure:
+                for together in (False, True):
+                    there, back = measure_link(ends, args.measure, together)
+                    how = "both ways at once" if together else "one way at a time"
+                    print(f"{how}: a->b {there:.1f} Mbit/s, b->a {back:.1f} Mbit/s", flush=True)
             time.sleep(args.hold)
             if args.fail:
-                raise RuntimeError("failing on purpose after setting up the namespace")
+                raise RuntimeError("failing on purpose after setting up the namespaces")
         return
 
     from nosync.compare import budget
@@ -190,8 +273,8 @@ def main() -> None:
                         "--eval-every",
                         str(max(1, steps // args.evals)),
                     ]
-                    with namespace(rate) as name:
-                        run = train_inside(name, flags, Path(tmp) / f"{rate}-{strategy}-{seed}")
+                    with link(rate) as ends:
+                        run = train_inside(ends, flags, Path(tmp) / f"{rate}-{strategy}-{seed}")
                     row = {
                         "rate": rate,
                         "strategy": strategy,
@@ -215,7 +298,8 @@ def print_table(rows: list[dict], target: float) -> None:
 
     print(
         f"| rate | strategy | seconds to {100 * target:.0f} % | steps to target | final acc % "
-        "| MB sent per worker | share of time communicating |\n|---|---|---|---|---|---|---|"
+        "| MB through collectives per worker (sent + received) | share of time in collectives |"
+        "\n|---|---|---|---|---|---|---|"
     )
     keys = sorted({(r["rate"], r["strategy"]) for r in rows}, key=lambda k: (k[0], k[1]))
     for rate, strategy in keys:

@@ -18,13 +18,18 @@ nosync compare --strategies single,nosync,nosync-none,ddp,localsgd \
     --workers 2,4,8 --seeds 3 --dataset digits --epochs 10 --evals 40 --threads 1 \
     --quiet --out $R/digits > /dev/null
 
+step "1: wall time for N <= 2 (run alone: the machine should be otherwise idle)"
+nosync compare --strategies single,nosync,ddp,localsgd --workers 2 --seeds 3 \
+    --dataset fashion-mnist --model mlp --epochs 3 --threads 1 --evals 30 --quiet \
+    --out $R/walltime-n2 > /dev/null
+
 step "4: overfitting on a 5,000-example subset"
 nosync compare --strategies single,nosync,nosync-none,localsgd --workers 4 --seeds 3 \
     --dataset fashion-mnist --train-subset 5000 --epochs 60 --evals 30 --threads 1 \
     --quiet --out $R/overfit > /dev/null
 
 step "1-3: Fashion-MNIST, cnn"
-# The cnn trains at ~1.8k samples/s per core: 4 workers, no ddp, to fit in the time we had.
+# The cnn trains at ~1.2-1.4k samples/s on one core: 4 workers, no ddp, to fit in the time we had.
 nosync compare --strategies single,nosync,localsgd --workers 4 --seeds 3 \
     --dataset fashion-mnist --model cnn --epochs 1 --threads 1 --evals 10 --quiet \
     --out $R/fmnist-cnn > /dev/null

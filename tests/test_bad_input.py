@@ -18,11 +18,18 @@ from nosync.cli import main
 from helpers import tiny_image_dataset
 
 
-def npz(path: Path, drop: str | None = None, short: str | None = None) -> Path:
+def npz(
+    path: Path,
+    drop: str | None = None,
+    short: str | None = None,
+    nan: bool = False,
+    label: int | None = None,
+    n: int = 30,
+) -> Path:
     rng = np.random.default_rng(0)
     arrays = {
-        "x_train": rng.random((30, 8, 8)),
-        "y_train": rng.integers(0, 3, 30),
+        "x_train": rng.random((n, 8, 8)),
+        "y_train": np.arange(n) % 3,
         "x_test": rng.random((10, 8, 8)),
         "y_test": rng.integers(0, 3, 10),
     }
@@ -30,6 +37,11 @@ def npz(path: Path, drop: str | None = None, short: str | None = None) -> Path:
         del arrays[drop]
     if short:
         arrays[short] = arrays[short][:5]
+    if nan:
+        arrays["x_train"][3, 2, 2] = np.nan
+        arrays["x_test"][0, 0, 0] = np.inf
+    if label is not None:
+        arrays["y_train"][7] = label
     np.savez(path, **arrays)
     return path
 
@@ -70,6 +82,24 @@ CASES = [
     (["--inject", "nan@x:1"], "inject: 'nan@x:1' is not of the form nan@STEP:RANK"),
     (["--resume", "{tmp}/nothing"], "holds no nosync run"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    # more than the data holds: refused in preflight, not in the workers
+    (["--batch-size", "2000"], "batch_size: 2000 x 1 rank(s) exceeds the"),
+    (["--fitness-size", "5000"], "fitness_size: 5000 does not leave training data"),
+    (["--dataset", "npz:{npz_big}", "--batch-size", "40"], "batch_size: 40 x 1 rank(s) exceeds"),
+    (["--workers", "2", "--inject", "nan@5:99"], "inject: rank 99 does not exist (ranks are 0..1)"),
+    (["--inject", "nan@5:0", "--inject", "nan@5:0"], "inject: 'nan@5:0' is given twice"),
+    (["--config", "{toml_latin1}"], "is not UTF-8 text"),
+    (["--config", "{toml_inf}"], "timeout: must be a finite number, got inf"),
+    (["--config", "{toml_nan}"], "timeout: must be a finite number, got nan"),
+    (["--c1", "inf"], "c1: must be a finite number, got inf"),
+    (["--dataset", "npz:{npz_nan}"], "x_train holds 1 NaN or infinite values"),
+    (["--dataset", "npz:{npz_label}"], "labels go up to 100000 but only 4 distinct values occur"),
+    # an explicit --data-dir is used or refused, never replaced by $NOSYNC_DATA
+    (["--dataset", "mnist", "--data-dir", "{tmp}/nowhere"], "data_dir: {tmp}/nowhere is not a"),
+    (
+        ["--dataset", "mnist", "--data-dir", "{partial_idx}"],
+        "missing: train-labels-idx1-ubyte[.gz])",
+    ),
 ]
 
 
@@ -84,7 +114,18 @@ def files(tmp_path: Path):
         "toml_syntax": tmp_path / "syntax.toml",
         "toml_unknown": tmp_path / "unknown.toml",
         "toml_type": tmp_path / "type.toml",
+        "toml_latin1": tmp_path / "latin1.toml",
+        "toml_inf": tmp_path / "inf.toml",
+        "toml_nan": tmp_path / "nan.toml",
+        "npz_nan": npz(tmp_path / "nan.npz", nan=True),
+        "npz_label": npz(tmp_path / "label.npz", label=100_000),
+        "npz_big": npz(tmp_path / "big.npz", n=40),
+        "partial_idx": tiny_image_dataset(tmp_path / "partial"),
     }
+    (made["partial_idx"] / "train-labels-idx1-ubyte.gz").unlink()
+    made["toml_latin1"].write_bytes('out = "caf\xe9"\n'.encode("latin-1"))
+    made["toml_inf"].write_text("timeout = inf\n")
+    made["toml_nan"].write_text("timeout = nan\n")
     made["a_file"].write_text("not a folder")
     made["toml_syntax"].write_text("workers = = 4\n")
     made["toml_unknown"].write_text("learning_rate = 0.1\n")
@@ -99,7 +140,9 @@ def files(tmp_path: Path):
 
 
 @pytest.mark.parametrize(("flags", "message"), CASES, ids=[c[1][:40] for c in CASES])
-def test_bad_input_table(flags, message, files, capsys) -> None:
+def test_bad_input_table(flags, message, files, capsys, monkeypatch) -> None:
+    # a complete copy elsewhere must not stand in for a bad --data-dir
+    monkeypatch.setenv("NOSYNC_DATA", str(tiny_image_dataset(files["tmp"] / "elsewhere")))
     out = files["tmp"] / "out"
     argv = ["train", *(f.format(**files) for f in flags)]
     if "--out" not in argv:
@@ -108,6 +151,7 @@ def test_bad_input_table(flags, message, files, capsys) -> None:
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1, captured.err
+    message = message.format(**files)
     assert lines[0].startswith("nosync: error: ") and message in lines[0], lines[0]
     assert "Traceback" not in captured.err and captured.out == ""
     assert not out.exists()  # nothing half-written

@@ -135,4 +135,40 @@ def test_speedup_is_steps_of_one_worker_over_steps_per_worker_of_n() -> None:
     assert speed[("nosync", 4)]["speedup_wall"] == pytest.approx(3.5 / 1.5)
     assert speed[("ddp", 4)]["reached"] == 0 and "speedup_steps" not in speed[("ddp", 4)]
     table = compare_table(data)
-    assert "| ddp | 4 | 1 |" in table and "| - | - |" in table
+    assert "| ddp | 4 | 1 |" in table and "| - | not reached |" in table
+
+
+def test_speedup_from_fewer_seeds_than_the_cell_has_reads_not_reached() -> None:
+    data = {
+        "settings": {"target": 0.9, "steps": 40, "strategies": [], "workers": [], "seeds": 3},
+        "cells": {
+            "a": _entry("single", 1, 0, [0.5, 0.7, 0.8, 0.9]),
+            "b": _entry("nosync", 4, 0, [0.9, 0.9, 0.9, 0.9]),  # one seed of three reaches it
+            "c": _entry("nosync", 4, 1, [0.5, 0.6, 0.7, 0.8]),
+            "d": _entry("nosync", 4, 2, [0.5, 0.6, 0.7, 0.8]),
+        },
+    }
+    row = speedups(data, 0.9)[("nosync", 4)]
+    assert row["reached"] == 1 and row["runs"] == 3 and row["steps"] == 10
+    assert "speedup_steps" not in row and "speedup_wall" not in row
+    table = compare_table(data)
+    assert "| nosync | 4 | 3 |" in table and "| 10 (1/3) | not reached |" in table
+
+
+def test_compare_interrupted_in_its_first_cell_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    grid = [*GRID, "--strategies", "nosync", "--steps", "100000"]  # one long cell
+    run = start_nosync("compare", *grid, "--out", str(out))
+    wait_for(lambda: (out / "cells" / "nosync-n2-s0.log").exists(), 120, "the first cell")
+    assert json.loads((out / "compare.json").read_text())["cells"] == {}  # settings first
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    shorter = nosync("compare", *grid, "--out", str(out), "--steps", "40")
+    assert shorter.returncode == 2 and "other settings" in shorter.stderr  # the same grid only
+    (out / "cells" / "nosync-n2-s0.log").unlink()
+    again = start_nosync("compare", *grid, "--out", str(out))  # resumes: no "not empty" refusal
+    wait_for(lambda: (out / "cells" / "nosync-n2-s0.log").exists(), 120, "the cell again")
+    again.send_signal(signal.SIGINT)
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 130 and "holds no comparison" not in err, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +150,45 @@ def test_the_step_sampler_resumes_mid_epoch_with_the_batches_of_an_uninterrupted
         batch_sampler=StepSampler(batches, 17, 30),
     )
     assert [b[0].tolist() for b in loader] == whole[17:]
+
+
+def test_an_explicit_data_dir_is_used_or_refused_never_replaced(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("NOSYNC_DATA", str(tiny_image_dataset(tmp_path / "good")))
+    partial = tiny_image_dataset(tmp_path / "partial")
+    (partial / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(UserError, match=r"missing: t10k-images-idx3-ubyte\[.gz\]"):
+        find_idx_dir("mnist", str(partial))
+    with pytest.raises(UserError, match="is not a folder"):
+        find_idx_dir("mnist", str(tmp_path / "typo"))
+    nested = tiny_image_dataset(tmp_path / "root" / "mnist")
+    assert find_idx_dir("mnist", str(tmp_path / "root")) == nested  # DIR/<name>/ is DIR too
+
+
+def test_the_system_dataset_folder_is_the_last_place_looked(tmp_path, monkeypatch) -> None:
+    import nosync.data as data
+
+    monkeypatch.delenv("NOSYNC_DATA", raising=False)
+    monkeypatch.setattr(data, "SYSTEM_DATA", tmp_path)
+    installed = tiny_image_dataset(tmp_path / "fashion-mnist")
+    assert find_idx_dir("fashion-mnist", None) == installed
+    with pytest.raises(UserError, match="is not a folder"):  # no fallback from a typo
+        find_idx_dir("fashion-mnist", str(tmp_path / "fashion-mnist" / "typo"))
+    monkeypatch.setattr(data, "SYSTEM_DATA", tmp_path / "nothing")
+    with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
+        find_idx_dir("fashion-mnist", None)
+
+
+SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def test_fashion_mnist_from_the_debian_package(monkeypatch) -> None:
+    """CI installs ``dataset-fashion-mnist`` (.ci/run); there, this must run, not skip."""
+    if not SYSTEM_FASHION.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI installs dataset-fashion-mnist; {SYSTEM_FASHION} is missing")
+        pytest.skip(f"{SYSTEM_FASHION} is not installed (apt-get install dataset-fashion-mnist)")
+    monkeypatch.delenv("NOSYNC_DATA", raising=False)
+    assert find_idx_dir("fashion-mnist", None) == SYSTEM_FASHION
+    data = load_dataset("fashion-mnist", None, train_subset=1000)
+    assert data.classes == 10 and data.input_shape == (1, 28, 28)
+    assert len(data.y_train) == 1000 and len(data.y_test) == 10_000

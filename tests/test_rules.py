@@ -119,3 +119,14 @@ def test_mean_pairwise_distance() -> None:
     w = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
     assert math.isclose(rules.mean_pairwise_distance(w), (5 + 0 + 5) / 3)
     assert rules.mean_pairwise_distance(w[:1]) == 0.0
+
+
+def test_easgd_update_against_a_hand_computation() -> None:
+    # three workers, two coordinates, alpha = 0.1; the centre starts at (1, 1)
+    workers = [t([2.0, 0.0]), t([0.0, 4.0]), t([1.0, 1.0])]
+    centre = t([1.0, 1.0])
+    diff_sum = t([(2 - 1) + (0 - 1) + (1 - 1), (0 - 1) + (4 - 1) + (1 - 1)])  # = (0, 2)
+    w, c = rules.easgd_update(workers[1], centre, diff_sum, 0.1)
+    # w - 0.1 (w - c) = (0, 4) - 0.1 (-1, 3) = (0.1, 3.7); c + 0.1 (0, 2) = (1, 1.2)
+    assert torch.allclose(w, t([0.1, 3.7])) and torch.allclose(c, t([1.0, 1.2]))
+    assert torch.equal(rules.easgd_update(workers[2], centre, diff_sum, 0.1)[0], workers[2])

@@ -2,13 +2,26 @@
 
 Workers each train their own model (a particle) and every ``period`` steps are pulled toward the
 best one.  The public API is :class:`Swarm`; ``nosync train`` runs it from the command line.
+
+The names below are imported on first use (PEP 562), so that ``nosync``'s command line starts
+without importing torch and a Ctrl+C while it loads gets one line, not a traceback.
 """
 
-from .evaluate import loss_fitness
-from .rules import REGISTRY, RULES, Rule
-from .swarm import Swarm, SwarmDivergedError, particle_groups
-from .transport import LocalWorld
+from __future__ import annotations
 
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "loss_fitness": ".evaluate",
+    "REGISTRY": ".rules",
+    "RULES": ".rules",
+    "Rule": ".rules",
+    "Swarm": ".swarm",
+    "SwarmDivergedError": ".swarm",
+    "particle_groups": ".swarm",
+    "LocalWorld": ".transport",
+}
 __all__ = [
     "REGISTRY",
     "RULES",
@@ -20,3 +33,9 @@ __all__ = [
     "particle_groups",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,11 +1,14 @@
 """Checkpoints of the whole swarm, and the atomic writes everything on disk goes through.
 
 Atomic: a temporary file in the same folder, fsync, then rename; a kill at any moment leaves
-either the old file or the new one, never half of one.
+either the old file or the new one, never half of one.  A failed write (a full disk) removes the
+temporary file and raises :class:`WriteFailed` naming the file, so the previous one stays usable.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import json
 import os
@@ -19,19 +22,35 @@ import torch
 from .errors import UserError
 
 
+class WriteFailed(UserError):
+    """An output could not be written (a full disk, a read-only folder): the message names the
+    file; what was on disk before stays as it was."""
+
+
+def write_failed(path: str | os.PathLike[str], err: OSError) -> WriteFailed:
+    why = err.strerror or errno.errorcode.get(err.errno or 0, str(err))
+    return WriteFailed(f"cannot write {path}: {why}")
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        raise write_failed(path, err) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -59,14 +78,17 @@ def _umask() -> int:
 
 # ---- checkpoints of the whole swarm ------------------------------------------------------------
 # OUT/checkpoints/step-000000500/rank-00003.pt  one file per rank, written atomically
-# OUT/checkpoints/latest.json                   names the newest complete set; written last
+# OUT/checkpoints/step-000000500/rank-00003.sha256  that file's digest, written right after it
+# OUT/checkpoints/latest.json                   names the newest complete set and every file's
+#                                               sha256; written last
 #
 # Every rank saves at the same step (a stop vote or a checkpoint step, both collective), then a
 # barrier, then rank 0 commits ``latest.json``.  A kill at any point leaves ``latest.json``
 # naming a set whose files are all complete.  Each rank reads its own file back, so a multi-node
-# run resumes only where every node sees the folder (a shared filesystem).
+# run resumes only where every node sees the folder (a shared filesystem); each file is checked
+# against the digest in ``latest.json`` first, so flipped bytes are refused, not trained on.
 
-# What may not change between a checkpoint and the run that resumes it.
+# What may not change between a checkpoint and the run that resumes it: what makes it this run.
 FIXED_ON_RESUME = (
     "strategy",
     "rule",
@@ -85,6 +107,22 @@ FIXED_ON_RESUME = (
     "epochs",
     "topology",
 )
+# What a flag given with --resume may change; it takes effect from the resumed step and is
+# recorded in config.toml.  Every other setting is restored with the optimizer, scheduler and
+# swarm state (or shapes the data order), so a new value would be ignored: it is refused instead.
+ADJUSTABLE_ON_RESUME = (
+    "out",
+    "resume",
+    "quiet",
+    "threads",
+    "timeout",
+    "max_restarts",
+    "port",
+    "checkpoint_every",
+    "eval_every",
+    "inject",
+    "data_dir",
+)
 KEEP = 2  # complete checkpoint sets kept on disk
 
 
@@ -97,13 +135,38 @@ def rank_path(out: str | os.PathLike[str], step: int, rank: int) -> Path:
 
 
 def save_rank(out: str | os.PathLike[str], step: int, rank: int, state: dict[str, Any]) -> None:
-    atomic_torch_save(state, rank_path(out, step, rank))
+    """This rank's file, then its digest next to it (rank 0 gathers the digests in ``commit``)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    path = rank_path(out, step, rank)
+    atomic_write_bytes(path, data)
+    atomic_write_text(path.with_suffix(".sha256"), hashlib.sha256(data).hexdigest() + "\n")
+
+
+def _digest(path: Path) -> str:
+    sidecar = path.with_suffix(".sha256")
+    try:
+        return sidecar.read_text().strip()
+    except OSError:  # written by an older version: hash the file itself
+        return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def commit(out: str | os.PathLike[str], step: int, world: int, config: dict[str, Any]) -> None:
-    """Rank 0, after every rank saved ``step``: point ``latest.json`` at it, prune older sets."""
+    """Rank 0, after every rank saved ``step``: point ``latest.json`` at it (with each file's
+    sha256), prune older sets."""
     root = checkpoint_root(out)
-    record = {"step": step, "world": world, "dir": f"step-{step:09d}", "config": config}
+    folder = root / f"step-{step:09d}"
+    digests = {
+        f"rank-{rank:05d}.pt": _digest(folder / f"rank-{rank:05d}.pt") for rank in range(world)
+    }
+    record = {
+        "step": step,
+        "world": world,
+        "dir": folder.name,
+        "config": config,
+        "sha256": digests,
+    }
     atomic_write_text(root / "latest.json", json.dumps(record, indent=2) + "\n")
     sets = sorted(p for p in root.glob("step-*") if p.is_dir())
     for old in sets[:-KEEP]:
@@ -127,9 +190,19 @@ def latest(out: str | os.PathLike[str]) -> dict[str, Any] | None:
 def load_rank(out: str | os.PathLike[str], record: dict[str, Any], rank: int) -> dict[str, Any]:
     path = checkpoint_root(out) / record["dir"] / f"rank-{rank:05d}.pt"
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"resume: checkpoint file {path} is missing") from None
+    except OSError as err:
+        raise UserError(f"resume: cannot read checkpoint {path}: {err.strerror}") from None
+    expected = (record.get("sha256") or {}).get(path.name)
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise UserError(
+            f"resume: corrupt checkpoint {path}: its sha256 differs from the one recorded in "
+            "latest.json"
+        )
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same error to the user
         raise UserError(f"resume: corrupt checkpoint {path}: {str(err).splitlines()[0]}") from None
     if not isinstance(state, dict) or state.get("step") != record["step"]:
@@ -149,6 +222,18 @@ def check_resumable(out: str | os.PathLike[str], config: dict[str, Any]) -> dict
     ]
     if changed:
         raise UserError(f"resume: the checkpoint is of a different run: {', '.join(changed)}")
+    saved = record["config"]
+    frozen = [
+        f"{key}={saved[key]!r} (now {config[key]!r})"
+        for key in config
+        if key not in ADJUSTABLE_ON_RESUME and key in saved and saved[key] != config[key]
+    ]
+    if frozen:
+        adjustable = ", ".join("--" + k.replace("_", "-") for k in ADJUSTABLE_ON_RESUME[2:])
+        raise UserError(
+            f"resume: cannot change {', '.join(frozen)} when resuming (the checkpoint restores "
+            f"it); only {adjustable} may change"
+        )
     for rank in range(record["world"]):
         load_rank(out, record, rank)
     return record

@@ -1,14 +1,19 @@
-"""The ``nosync`` command line: it parses, then calls the library; nothing else lives here."""
+"""The ``nosync`` command line: it parses, then calls the library; nothing else lives here.
+
+The library (and torch) is imported inside ``main``, so that a Ctrl+C while it loads is caught
+there: one line and exit status 130.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .config import FIELDS, read_toml, resolve
+from . import interrupts
 from .errors import UserError
 
 
@@ -24,9 +29,12 @@ def _flag_type(kind: str) -> Any:
 
 # what `compare` sets per cell itself, so it takes no such flag
 PER_CELL = {"strategy", "workers", "seed", "out", "resume", "eval_every", "inject", "port"}
+REPEATABLE = {"inject"}  # given several times, the values add up (comma-joined)
 
 
 def _add_train_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozenset()) -> None:
+    from .config import FIELDS
+
     for name, f in FIELDS.items():
         if name in exclude:
             continue
@@ -35,6 +43,10 @@ def _add_train_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozen
         if f.type == "bool":
             parser.add_argument(
                 flag, action="store_true", default=argparse.SUPPRESS, help=help_text
+            )
+        elif name in REPEATABLE:
+            parser.add_argument(
+                flag, action="append", default=argparse.SUPPRESS, help=help_text, metavar="SPEC"
             )
         else:
             parser.add_argument(
@@ -103,12 +115,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _flags(args: argparse.Namespace, exclude: set[str] = frozenset()) -> dict[str, Any]:
+    """The settings given as flags (repeated flags joined with commas)."""
+    from .config import FIELDS
+
+    values = vars(args)
+    flags = {k: values[k] for k in FIELDS if k in values and k not in exclude}
+    return {k: ",".join(v) if isinstance(v, list) else v for k, v in flags.items()}
+
+
+def resume_hint(out: str | Path) -> str:
+    """What a stopped run can do next, true to what is on disk (read without torch)."""
+    try:
+        step = json.loads((Path(out) / "checkpoints" / "latest.json").read_text())["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"no checkpoint was saved, so there is nothing to resume in {out}"
+    return f"continue from the checkpoint at step {step} with: nosync train --resume {out}"
+
+
 def _train(args: argparse.Namespace) -> int:
+    from .config import read_toml, resolve
     from .launch import INTERRUPTED, LaunchFailed, LaunchInterrupted, launch, under_launcher
     from .report import format_summary
 
-    values = vars(args)
-    flags = {k: values[k] for k in FIELDS if k in values}
+    flags = _flags(args)
     if flags.get("resume"):
         # a resumed run is the run in that folder; flags may extend or adjust it
         if args.config:
@@ -126,11 +156,12 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     try:
         summary = launch(cfg)
-    except LaunchInterrupted as err:
-        print(f"nosync: {err}; resume with: nosync train --resume {cfg.out}", file=sys.stderr)
+    except (LaunchInterrupted, KeyboardInterrupt) as err:
+        why = str(err) or "interrupted"
+        print(f"nosync: {why}; {resume_hint(cfg.out)}", file=sys.stderr)
         return INTERRUPTED
     except LaunchFailed as err:
-        print(f"nosync: error: {err}", file=sys.stderr)
+        print(f"nosync: error: {err}; {resume_hint(cfg.out)}", file=sys.stderr)
         return 1
     if summary is not None:
         print(format_summary(summary, cfg.out))
@@ -139,9 +170,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from .compare import parse_labels, parse_workers, run_compare
+    from .config import read_toml
 
-    values = vars(args)
-    flags = {k: values[k] for k in FIELDS if k in values and k not in PER_CELL}
+    flags = _flags(args, PER_CELL)
     shared = read_toml(args.config) if args.config else {}
     unknown = PER_CELL & shared.keys()
     if unknown:
@@ -174,12 +205,13 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from .config import read_toml, resolve
     from .simulate import simulate
 
+    interrupts.resume()
     if args.particles < 1:
         raise UserError(f"particles: must be at least 1, got {args.particles}")
-    values = vars(args)
-    flags = {k: values[k] for k in FIELDS if k in values}
+    flags = _flags(args)
     cfg = resolve(
         read_toml(args.config) if args.config else {}, {**flags, "workers": 1, "strategy": "nosync"}
     )
@@ -197,6 +229,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .report import write_report
 
+    interrupts.resume()
     folder = Path(args.dir)
     if not folder.is_dir():
         raise UserError(f"report: no such folder {folder}")
@@ -205,14 +238,29 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+# what is true after a Ctrl+C that reached the command outside its own handling
+AFTER_CTRL_C = {
+    "train": "stopped before training started; nothing was saved",
+    "compare": "stopped; run the same command again to continue",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = words[0] if words else None  # known before parsing, which imports the library
+    interrupts.defer()  # until the command's own work begins (see interrupts.py)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(words)
         commands = {"train": _train, "compare": _compare, "simulate": _simulate, "report": _report}
         return commands[args.command](args)
     except UserError as err:
         print(f"nosync: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # one line and the shell's status for Ctrl+C, no traceback
+        print(f"nosync: {AFTER_CTRL_C.get(command, 'interrupted')}", file=sys.stderr)
+        return 130
+    finally:
+        interrupts.restore()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from . import build, loggers, rules
+from . import build, interrupts, loggers, rules
 from .checkpoint import atomic_write_text
 from .config import STRATEGIES, TrainConfig, resolve
 from .errors import UserError
@@ -177,10 +177,13 @@ def run_compare(
             )
     cells = plan(labels, workers, seeds)
     out.mkdir(parents=True, exist_ok=True)
+    if not index.exists():  # before the first cell: an interrupted first cell can be resumed
+        atomic_write_text(index, json.dumps(data, indent=1) + "\n")
     status = 0
     bar = tqdm(
         cells, desc="compare", unit="run", disable=quiet, file=sys.stderr, dynamic_ncols=True
     )
+    interrupts.resume()  # from here on _CtrlC handles Ctrl+C (the setup above deferred it)
     ctrl_c = _CtrlC()
     with ctrl_c:
         for cell in bar:

@@ -118,7 +118,9 @@ class TrainConfig:
     resume: str = _f("", "continue the run in this folder from its last checkpoint")
     max_restarts: int = _f(0, "restart the workers from the last checkpoint up to N times")
     inject: str = _f(
-        "", "fault injection for tests: nan@STEP:RANK (NaN weights), slow@RANK:FACTOR[,...]"
+        "",
+        "fault injection for tests: nan@STEP:RANK (NaN weights), slow@RANK:FACTOR "
+        "(a straggler)[,...] (repeatable)",
     )
     port: int = _f(0, "local rendezvous port (0: any free port)")
     out: str = _f("", "output folder (default runs/<time>-<strategy>)")
@@ -147,6 +149,10 @@ def read_toml(path: str) -> dict[str, Any]:
         raise UserError(f"config: no such file {path}") from None
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"config: {path} is not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"config: {path} is not UTF-8 text (byte {err.start}); TOML files must be UTF-8"
+        ) from None
     except OSError as err:
         raise UserError(f"config: cannot read {path}: {err.strerror}") from None
     for key, value in data.items():
@@ -195,6 +201,9 @@ def resolve(
 
 def validate(cfg: TrainConfig) -> None:
     """One clear ``UserError`` per mistake, named after the flag."""
+    for name, f in FIELDS.items():
+        if f.type == "float" and not math.isfinite(getattr(cfg, name)):
+            raise UserError(f"{name}: must be a finite number, got {getattr(cfg, name)}")
     for name, f in FIELDS.items():
         choices = f.metadata["choices"]
         if choices and getattr(cfg, name) not in choices:
@@ -277,7 +286,9 @@ class Fault:
 
 
 def parse_inject(spec: str) -> list[Fault]:
-    faults = []
+    """``nan@STEP:RANK,slow@RANK:FACTOR,...``: several faults are fine, the same one twice is a
+    mistake."""
+    faults: list[Fault] = []
     for item in filter(None, (part.strip() for part in spec.split(","))):
         kind, _, where = item.partition("@")
         left, _, right = where.partition(":")

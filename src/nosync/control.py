@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import checkpoint
+from . import attempt, checkpoint
 from .config import TrainConfig, parse_inject
 from .placement import Placement
 from .strategies import Strategy
@@ -154,7 +154,7 @@ class Control:
 
     def restore(self) -> dict[str, Any] | None:
         """Load this rank's part of the latest checkpoint when resuming or restarting."""
-        restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+        restarted = attempt.restarts() > 0
         if not (self.cfg.resume or restarted):
             return None
         record = checkpoint.latest(self.cfg.out)

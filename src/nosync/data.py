@@ -96,19 +96,45 @@ def _digits() -> dict[str, np.ndarray]:
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
+SYSTEM_DATA = Path("/usr/share/datasets")  # where Debian's dataset-* packages install
+
+
 def find_idx_dir(name: str, data_dir: str | None) -> Path:
-    """``--data-dir``, then ``$NOSYNC_DATA``, then ``/usr/share/datasets/<name>``."""
+    """``--data-dir`` (only it, when given), else ``$NOSYNC_DATA``, then
+    ``/usr/share/datasets/<name>``.
+
+    An explicit folder is used or refused with what it lacks: falling back to another copy would
+    train on data the user did not name (and record the folder that was not used).
+    """
+    if data_dir:
+        return _explicit_idx_dir(name, Path(data_dir))
     candidates: list[Path] = []
-    for root in (data_dir, os.environ.get("NOSYNC_DATA")):
-        if root:
-            candidates += [Path(root), Path(root) / name]
-    candidates.append(Path("/usr/share/datasets") / name)
+    root = os.environ.get("NOSYNC_DATA")
+    if root:
+        candidates += [Path(root), Path(root) / name]
+    candidates.append(SYSTEM_DATA / name)
     for folder in candidates:
         if all(_idx_path(folder, stem, must_exist=False) for stem in IDX_FILES.values()):
             return folder
     where = ", ".join(str(c) for c in candidates)
     hint = " (on Debian: apt-get install dataset-fashion-mnist)" if name == "fashion-mnist" else ""
     raise UserError(f"dataset: {name} IDX files not found in {where}{hint}")
+
+
+def _explicit_idx_dir(name: str, root: Path) -> Path:
+    if not root.is_dir():
+        raise UserError(f"data_dir: {root} is not a folder")
+    best, best_missing = root, list(IDX_FILES.values())
+    for folder in (root, root / name):
+        missing = [s for s in IDX_FILES.values() if not _idx_path(folder, s, must_exist=False)]
+        if not missing:
+            return folder
+        if len(missing) < len(best_missing):
+            best, best_missing = folder, missing
+    raise UserError(
+        f"dataset: {name} IDX files not found in --data-dir {best} (missing: "
+        f"{', '.join(f'{m}[.gz]' for m in best_missing)})"
+    )
 
 
 def _idx_path(folder: Path, stem: str, must_exist: bool = True) -> Path | None:
@@ -167,10 +193,30 @@ def _check_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
             )
         if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
             raise UserError(f"dataset: {where}: y_{split} must hold non-negative integer labels")
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise UserError(f"dataset: {where}: x_{split} must hold numbers, not {x.dtype}")
+        if np.issubdtype(x.dtype, np.inexact) and not np.isfinite(x).all():
+            bad = int((~np.isfinite(x)).sum())
+            raise UserError(f"dataset: {where}: x_{split} holds {bad} NaN or infinite values")
+    _check_labels(arrays, where)
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise UserError(
             f"dataset: {where}: train images {arrays['x_train'].shape[1:]} and test images "
             f"{arrays['x_test'].shape[1:]} differ in shape"
+        )
+
+
+def _check_labels(arrays: dict[str, np.ndarray], where: str) -> None:
+    """Labels are 0..C-1, C the number of classes (the model gets C outputs).  C is inferred as
+    the largest label + 1, so most of 0..C-1 must occur: a stray label of 100000 among ten
+    classes would otherwise build a 100001-class model."""
+    labels = np.concatenate([arrays["y_train"], arrays["y_test"]])
+    classes = int(labels.max()) + 1
+    seen = len(np.unique(labels))
+    if classes > 2 * seen:
+        raise UserError(
+            f"dataset: {where}: labels go up to {classes - 1} but only {seen} distinct values "
+            f"occur; labels must be the classes 0..C-1"
         )
 
 

@@ -4,7 +4,9 @@
 process starts (:func:`preflight`), then starts N local ranks through
 ``torch.distributed.launcher.api.elastic_launch`` (a c10d rendezvous on a local port, the same
 machinery as ``torchrun --standalone``), restarting them from the last checkpoint up to
-``--max-restarts`` times.  Under an external ``torchrun`` the same command runs as one worker.
+``--max-restarts`` times, while it holds the run folder's lock (``runlock``).  Under an external
+``torchrun`` the same command runs as one worker; global rank 0 then runs the same preflight,
+takes the lock and tells every rank its verdict before anything is written.
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from . import checkpoint
+from . import attempt, checkpoint, interrupts, lifeline, runlock
 from .config import TrainConfig
+from .data import Batches
 from .errors import UserError
 
 INTERRUPTED = 130  # the shell's status for a run stopped by Ctrl+C
 # imported once by the fork server the ranks start from (torch._dynamo is what the first
 # optimizer imports; scikit-learn's datasets are what `digits` needs): seconds per rank saved
 PRELOAD = [
+    "nosync._forkserver_lifeline",  # first: the fork server dies with the launcher
     "torch",
     "torch.distributed",
     "torch._dynamo",
@@ -46,6 +50,10 @@ class LaunchFailed(RuntimeError):
 
 class LaunchInterrupted(RuntimeError):
     """Ctrl+C (or SIGTERM) reached the launcher; workers were stopped."""
+
+
+class PreflightRefused(UserError):
+    """Rank 0's preflight refused the run under an external launcher; every rank stops."""
 
 
 def under_launcher() -> bool:
@@ -81,21 +89,27 @@ def _init_process_group(backend: str, timeout: timedelta) -> None:
 
     torch's elastic agent keeps one store for all attempts; without a per-attempt prefix a
     restarted rank can read the address a dead rank published and fail to connect (seen here
-    on torch 2.13: the first restart after a kill -9 failed in gloo's connectFullMesh).
+    on torch 2.13: the first restart after a kill -9 failed in gloo's connectFullMesh).  The
+    prefix is the generation every rank agreed on (``attempt``), not this node's restart count,
+    which differs between nodes after a membership change.
     """
     store, rank, world = next(dist.rendezvous("env://", timeout=timeout))
-    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    store = dist.PrefixStore(f"nosync/attempt-{attempt}", store)
+    agreed = attempt.agree(store, rank, world, timeout.total_seconds())
+    store = dist.PrefixStore(f"nosync/attempt-{agreed.generation}", store)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world, timeout=timeout)
 
 
-def worker(cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
-    """One rank, start to finish (module level, so the spawn start method can pickle it)."""
+def worker(cfg_dict: dict[str, Any], external: bool = False) -> dict[str, Any] | None:
+    """One rank, start to finish (module level, so the spawn start method can pickle it).
+
+    ``external``: started by a torchrun-style launcher, so no preflight ran yet.
+    """
     from .control import Interrupted, install_sigint_handler
     from .placement import place
     from .train import train
 
     install_sigint_handler()  # from the start: a Ctrl+C during set-up stops at the first vote
+    lifeline.protect_rank()  # no rank outlives the launcher, even after its kill -9
     cfg = TrainConfig(**cfg_dict)
     torch.set_num_threads(thread_budget(cfg.threads, int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
     timeout = timedelta(seconds=cfg.timeout)
@@ -104,7 +118,10 @@ def worker(cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     _init_process_group(backend, timeout)
     rank = dist.get_rank()
+    lock = None
     try:
+        if external:
+            lock = _shared_preflight(cfg, rank)
         if dist.get_world_size() != cfg.workers:
             raise UserError(
                 f"workers: the launcher started {dist.get_world_size()} ranks but the "
@@ -120,16 +137,46 @@ def worker(cfg_dict: dict[str, Any]) -> dict[str, Any] | None:
                 flush=True,
             )
         sys.exit(INTERRUPTED)
+    except PreflightRefused as err:
+        if rank == 0:
+            print(f"nosync: error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
     except Exception as err:
         print(f"nosync: rank {rank}: {_explain(err, cfg)}", file=sys.stderr, flush=True)
         raise
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+        if lock:
+            lock.release()
 
 
-def preflight(cfg: TrainConfig) -> None:
-    """Every check that can fail before a process starts, so bad input writes nothing."""
+def _shared_preflight(cfg: TrainConfig, rank: int) -> runlock.RunLock | None:
+    """Under an external launcher: global rank 0 runs the preflight and takes the run folder's
+    lock; every rank learns its verdict (a broadcast bounded by ``--timeout``) and stops on a
+    refusal before anything is written.  A restart continues the run it finds in the folder."""
+    verdict: list[str | None] = [None]
+    lock = None
+    if rank == 0:
+        try:
+            restarting = attempt.restarts() > 0
+            runlock.check_free(cfg.out)
+            preflight(cfg, restarting=restarting, check_port=False)
+            lock = runlock.acquire(cfg.out)
+            if not (restarting or cfg.resume):
+                _check_out(cfg)  # again, under the lock: another run may have just started
+        except UserError as err:
+            verdict = [str(err)]
+    dist.broadcast_object_list(verdict, src=0)
+    if verdict[0] is not None:
+        if lock:
+            lock.release()
+        raise PreflightRefused(verdict[0])
+    return lock
+
+
+def _check_out(cfg: TrainConfig) -> None:
+    """A fresh run never writes into a folder that holds another run."""
     out = Path(cfg.out)
     if cfg.resume:
         checkpoint.check_resumable(out, cfg.to_dict())
@@ -137,6 +184,29 @@ def preflight(cfg: TrainConfig) -> None:
         raise UserError(
             f"out: {out} already holds a run; continue it with --resume {out} or pick another --out"
         )
+
+
+def check_data_fits(cfg: TrainConfig, n: int) -> None:
+    """One batch per rank fits in the ``n`` training examples (the ranks would fail later)."""
+    Batches(
+        n,
+        cfg.batch_size,
+        cfg.seed,
+        0,
+        cfg.particles,
+        shard=cfg.shard,
+        ranks_per_particle=cfg.ranks_per_particle,
+    )
+
+
+def preflight(cfg: TrainConfig, restarting: bool = False, check_port: bool = True) -> None:
+    """Every check that can fail before a process starts, so bad input writes nothing.
+
+    ``restarting``: a restart of this run under an external launcher, which continues it.
+    """
+    out = Path(cfg.out)
+    if not restarting:
+        _check_out(cfg)
     existing = out
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -153,8 +223,9 @@ def preflight(cfg: TrainConfig) -> None:
                     f"{saved.get(key, default)!r} (now {getattr(cfg, key)!r})"
                 )
     loggers.check(cfg)
-    build.check(cfg)  # loads the data, imports and calls user pieces, fits two samples
-    if cfg.port:
+    task = build.check(cfg)  # loads the data, imports and calls user pieces, fits two samples
+    check_data_fits(cfg, task.n)
+    if check_port and cfg.port:
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", cfg.port))
@@ -179,13 +250,27 @@ def _quiet_agent_logs() -> None:
 def launch(cfg: TrainConfig) -> dict[str, Any] | None:
     """Run ``cfg`` on ``cfg.workers`` local ranks; returns rank 0's summary."""
     if under_launcher():
-        return worker(cfg.to_dict())
+        interrupts.resume()
+        return worker(cfg.to_dict(), external=True)
+    runlock.check_free(cfg.out)
+    preflight(cfg)
+    interrupts.resume()  # a Ctrl+C during the checks stops here, before anything is written
+    lock = runlock.acquire(cfg.out)
+    try:
+        if not cfg.resume:
+            _check_out(cfg)  # again, under the lock: another run may have started meanwhile
+        return _launch_local(cfg)
+    finally:
+        lock.release()
+
+
+def _launch_local(cfg: TrainConfig) -> dict[str, Any] | None:
     from torch.distributed.elastic.multiprocessing import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    preflight(cfg)
     _quiet_agent_logs()
+    os.environ[lifeline.LAUNCHER_ENV] = str(os.getpid())  # inherited by the fork server
     # workers fork from a server that has imported torch and nosync once: starting a rank takes
     # a fraction of a second instead of seconds of imports per rank (the server runs no torch op,
     # so no thread pool is forked)

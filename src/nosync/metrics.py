@@ -1,13 +1,19 @@
-"""What a run writes: ``metrics.jsonl`` (one JSON object a line) and ``summary.json``."""
+"""What a run writes: ``metrics.jsonl`` (one JSON object a line) and ``summary.json``.
+
+Each record goes to the file in one ``write`` call, unbuffered: a failure (a full disk) raises
+at once, naming the file, and leaves at most one torn line at the end, which a resume drops.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write_text
+from .checkpoint import atomic_write_text, write_failed
+from .errors import UserError
 
 SUMMARY_KEYS = (
     "strategy",
@@ -39,28 +45,67 @@ def clean_json(value: Any) -> Any:
 
 
 class MetricsLog:
-    """Appends records to ``metrics.jsonl``, flushed line by line so a crash loses nothing."""
+    """Appends records to ``metrics.jsonl``, each in one unbuffered write so a crash loses
+    nothing and nothing is left in a buffer to fail again at exit."""
 
     def __init__(self, path: str | Path, append: bool = False) -> None:
         self.path = Path(path)
-        self._handle = open(self.path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        try:
+            self._fd: int | None = os.open(self.path, flags, 0o666)
+        except OSError as err:
+            raise write_failed(self.path, err) from None
 
     def write(self, record: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(clean_json(record)) + "\n")
-        self._handle.flush()
+        if self._fd is None:
+            raise ValueError(f"{self.path} is closed")
+        data = (json.dumps(clean_json(record)) + "\n").encode()
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+        except OSError as err:
+            raise write_failed(self.path, err) from None
 
     def close(self) -> None:
-        self._handle.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+def read_metrics(path: str | Path, torn_tail: bool = False) -> list[dict[str, Any]]:
+    """The records of ``path``; with ``torn_tail``, unparsable lines at the end (a write cut
+    short by a full disk or a kill) are dropped instead of failing."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        lines = [line for line in handle if line.strip()]
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except ValueError:
+            if torn_tail and all(not _parses(rest) for rest in lines[number:]):
+                break
+            raise UserError(f"metrics: {path} line {number} is not a JSON record") from None
+        records.append(record)
+    return records
+
+
+def _parses(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 def truncate_metrics(path: str | Path, step: int) -> None:
-    """After a resume from ``step``: drop what the interrupted run logged past it."""
-    kept = [r for r in read_metrics(path) if r.get("step", 0) <= step and r["type"] != "final"]
+    """After a resume from ``step``: drop what the interrupted run logged past it, and a torn
+    last line."""
+    kept = [
+        r
+        for r in read_metrics(path, torn_tail=True)
+        if r.get("step", 0) <= step and r.get("type") != "final"
+    ]
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from . import loggers
+from . import attempt, loggers
 from .checkpoint import atomic_torch_save, atomic_write_text
 from .config import TrainConfig
 from .data import Dataset
@@ -88,7 +87,7 @@ class Monitor:
                 self.place.ranks_per_particle,
             )
             if resumed:
-                restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+                restarts = attempt.restarts()
                 self.log.write(
                     {"type": "resume", "step": start, "restart": restarts, "time": time.time()}
                 )
@@ -265,7 +264,7 @@ class Monitor:
             "comm_bytes": comm_bytes,
             "comm_seconds": comm_seconds,
             "leaders": [r["leader"] for r in rounds],
-            "restarts": int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")),
+            "restarts": attempt.restarts(),
         }
         if self.log:
             self.log.write({"type": "final", **{k: summary[k] for k in ("test_accuracy", "steps")}})

@@ -99,8 +99,10 @@ def _mean_std(values: list[float | None], scale: float = 1.0, digits: int = 2) -
 def speedups(data: dict[str, Any], target: float) -> dict[tuple[str, int], dict[str, Any]]:
     """S(N) = mean steps of one worker to ``target`` / mean steps per worker of N workers.
 
-    Also the wall-time version from the measured training seconds.  Seeds where a cell never
-    reached the target are left out of the means (and counted in ``reached``).
+    Also the wall-time version from the measured training seconds.  ``steps`` averages the
+    seeds that reached the target (counted in ``reached``); S(N) is given only when every seed of
+    the cell and of ``single`` reached it, since a mean over the seeds that happened to get
+    there flatters the cell (one lucky seed of three would read as a speedup).
     """
     groups = _groups(data)
     single = groups.get(("single", 1), [])
@@ -117,11 +119,12 @@ def speedups(data: dict[str, Any], target: float) -> dict[tuple[str, int], dict[
             "steps": statistics.mean(reached) if reached else None,
         }
         base = [s for s in base_steps if s is not None]
-        if reached and base:
+        every = len(reached) == len(entries) > 0 and len(base) == len(base_steps) > 0
+        if every:
             row["speedup_steps"] = statistics.mean(base) / statistics.mean(reached)
         secs_ok, base_secs_ok = [s for s in secs if s is not None], [s for s in base_secs if s]
         row["seconds"] = statistics.mean(secs_ok) if secs_ok else None
-        if secs_ok and base_secs_ok:
+        if every and len(secs_ok) == len(secs) and len(base_secs_ok) == len(base_secs):
             row["speedup_wall"] = statistics.mean(base_secs_ok) / statistics.mean(secs_ok)
         out[key] = row
     return out
@@ -157,8 +160,8 @@ def compare_table(data: dict[str, Any]) -> str:
             f"| {_mean_std([x['test_accuracy'] for x in s], 100)} "
             f"| {_mean_std([x['ensemble_test_accuracy'] for x in s], 100)} "
             f"| {_mean_std([x['weight_average_test_accuracy'] for x in s], 100)} "
-            f"| {steps} | {_fmt(sp.get('speedup_steps'))} | {_fmt(sp.get('seconds'), 1)} "
-            f"| {_fmt(sp.get('speedup_wall'))} "
+            f"| {steps} | {_speedup(sp, 'speedup_steps')} | {_fmt(sp.get('seconds'), 1)} "
+            f"| {_speedup(sp, 'speedup_wall')} "
             f"| {_mean_std([x['train_seconds'] for x in s], 1, 1)} "
             f"| {_mean_std([x['train_samples_per_second'] for x in s], 1, 0)} "
             f"| {_mean_std(spread, 1, 2)} | {_mean_std([p['spread'] for p in last], 1, 2)} "
@@ -168,6 +171,11 @@ def compare_table(data: dict[str, Any]) -> str:
     if failed:
         lines += ["", f"Failed cells (left out): {', '.join(failed)}."]
     return "\n".join(lines)
+
+
+def _speedup(row: dict[str, Any], key: str) -> str:
+    """S(N), or "not reached" when some seed (of the cell or of single) missed the target."""
+    return _fmt(row[key]) if key in row else "not reached"
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
