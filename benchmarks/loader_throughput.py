@@ -19,13 +19,14 @@ stream (direct indexing for in-memory tensors, a DataLoader for map-style datase
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import nosync_run
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -55,7 +56,7 @@ def data():
 
 
 def start(env: dict[str, str], flags: list[str], out: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "nosync", "train", *flags, "--quiet", "--out", str(out)]
+    cmd = nosync_run.command("train", flags, out)
     return subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=out.parent
     )
@@ -65,7 +66,7 @@ def finish(proc: subprocess.Popen, out: Path) -> float:
     _, err = proc.communicate()
     if proc.returncode:
         sys.exit(f"failed: {proc.args}\n{err[-2000:]}")
-    return json.loads((out / "summary.json").read_text())["train_samples_per_second"]
+    return nosync_run.read(out).summary["train_samples_per_second"]
 
 
 def data_cost(folder: Path, steps: int, chunks: int) -> dict[str, float]:

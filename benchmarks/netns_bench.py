@@ -40,6 +40,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import nosync_run
+
 HERE = Path(__file__).resolve().parent
 PREFIX = "nosync-bench-"
 ADDRESSES = ("10.77.0.1", "10.77.0.2")  # the two ends of the link
@@ -92,8 +94,8 @@ def link(rate: str) -> Iterator[list[tuple[str, str, str]]]:
     made: list[str] = []
     try:
         for name in names:
+            made.append(name)  # first: a SIGTERM right after the add must still remove it
             ip("netns", "add", name)
-            made.append(name)
             ip("-n", name, "link", "set", "lo", "up")
         ip(
             *("link", "add", devices[0], "netns", names[0], "type", "veth"),
@@ -188,7 +190,7 @@ def train_inside(ends: list[tuple[str, str, str]], flags: list[str], out: Path) 
         cmd += [TORCHRUN, "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d"]
         cmd += ["--rdzv-endpoint", endpoint, "--rdzv-id", out.name, "--local-addr", address]
         cmd += ["--rdzv-conf", f"is_host={host}"]  # the first end holds the rendezvous store
-        cmd += ["-m", "nosync", "train", *flags, "--quiet", "--out", str(out)]
+        cmd += nosync_run.command("train", flags, out)[1:]  # -m nosync train ... under torchrun
         env = {**os.environ, "OMP_NUM_THREADS": "1", "LOGLEVEL": "ERROR"}
         nodes.append(
             subprocess.Popen(
@@ -198,9 +200,8 @@ def train_inside(ends: list[tuple[str, str, str]], flags: list[str], out: Path) 
     logs = [node.communicate()[0] for node in nodes]
     if any(node.returncode for node in nodes):
         raise RuntimeError(f"{out.name} failed:\n" + "\n".join(log[-2000:] for log in logs))
-    summary = json.loads((out / "summary.json").read_text())
-    curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return {"summary": summary, "curve": [r for r in curve if r["type"] == "eval"]}
+    run = nosync_run.read(out)
+    return {"summary": run.summary, "curve": run.of_type("eval")}
 
 
 def measure(run: dict, target: float) -> dict:

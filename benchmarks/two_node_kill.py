@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import nosync_run
+
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
 
 
@@ -136,7 +138,7 @@ def one_try(
             time.sleep(0.5)
         if any(n.returncode for n in nodes):
             return "failed"
-        summary = json.loads((out / "summary.json").read_text())
+        summary = nosync_run.read(out).summary
         ok = summary["restarts"] == 1 and summary["steps"] == steps
         return "recovered" if ok else "failed"
     finally:

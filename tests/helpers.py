@@ -54,6 +54,36 @@ def tiny_image_dataset(folder: Path, n_train: int = 600, n_test: int = 200, seed
     return folder
 
 
+def write_npz(
+    path: Path,
+    drop: str | None = None,
+    short: str | None = None,
+    nan: bool = False,
+    label: int | None = None,
+    n: int = 30,
+) -> Path:
+    """A small 3-class ``npz:`` dataset of 8x8 images; ``drop``/``short``/``nan``/``label``
+    spoil it in one way each, for the bad-input tests."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.random((n, 8, 8)),
+        "y_train": np.arange(n) % 3,
+        "x_test": rng.random((10, 8, 8)),
+        "y_test": rng.integers(0, 3, 10),
+    }
+    if drop:
+        del arrays[drop]
+    if short:
+        arrays[short] = arrays[short][:5]
+    if nan:
+        arrays["x_train"][3, 2, 2] = np.nan
+        arrays["x_test"][0, 0, 0] = np.inf
+    if label is not None:
+        arrays["y_train"][7] = label
+    np.savez(path, **arrays)
+    return path
+
+
 def start_nosync(*args: str) -> subprocess.Popen[str]:
     """``python -m nosync ARGS`` in the background (the launcher process)."""
     return subprocess.Popen(

@@ -40,12 +40,14 @@ def test_the_pull_lands_delay_steps_later_as_a_correction_from_the_snapshots() -
     fitness = [0.1, 0.5]  # particle 0 leads
 
     def start(i: int) -> tuple[nn.Module, torch.optim.Optimizer]:
-        torch.manual_seed(i)
+        torch.manual_seed(i)  # (the global generator: models are made here, not in threads)
         model = nn.Linear(4, 3)
         return model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 
+    made = [start(i) for i in range(2)]
+
     def particle(endpoint: Any, i: int) -> torch.Tensor:
-        model, opt = start(i)
+        model, opt = made[i]
         swarm = Swarm(
             model, opt, lambda m: fitness[i], period=PERIOD, pressure=P,
             mode="async", delay=DELAY, transport=endpoint,
@@ -141,7 +143,10 @@ def test_async_rounds_land_late_and_resume_exactly_with_a_round_in_flight(tmp_pa
             ["--round", "async", "--period", "10", "--delay", "11"],
             "delay: 11 is more than the period",
         ),
-        (["--inject", "slow@9:2", "--workers", "2"], "inject: rank 9 does not exist"),
+        (
+            ["--inject", "slow@9:2", "--workers", "2"],
+            "inject: rank 9 does not exist (ranks are 0..1)",
+        ),
         (["--inject", "slow@1:1"], "slow@RANK:FACTOR (FACTOR > 1)"),
         (["--inject", "slow@1:0.5"], "slow@RANK:FACTOR (FACTOR > 1)"),
         (["--fitness", "validation"], "argument --fitness: invalid choice"),

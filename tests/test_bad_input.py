@@ -10,40 +10,12 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from nosync.cli import main
 
 from helpers import tiny_image_dataset
-
-
-def npz(
-    path: Path,
-    drop: str | None = None,
-    short: str | None = None,
-    nan: bool = False,
-    label: int | None = None,
-    n: int = 30,
-) -> Path:
-    rng = np.random.default_rng(0)
-    arrays = {
-        "x_train": rng.random((n, 8, 8)),
-        "y_train": np.arange(n) % 3,
-        "x_test": rng.random((10, 8, 8)),
-        "y_test": rng.integers(0, 3, 10),
-    }
-    if drop:
-        del arrays[drop]
-    if short:
-        arrays[short] = arrays[short][:5]
-    if nan:
-        arrays["x_train"][3, 2, 2] = np.nan
-        arrays["x_test"][0, 0, 0] = np.inf
-    if label is not None:
-        arrays["y_train"][7] = label
-    np.savez(path, **arrays)
-    return path
+from helpers import write_npz as npz
 
 
 def corrupt_idx(folder: Path) -> Path:

@@ -12,7 +12,7 @@ import torch
 from nosync.data import Batches, find_idx_dir, fitness_split, load_dataset, read_idx
 from nosync.errors import UserError
 
-from helpers import nosync, summary, tiny_image_dataset, write_idx
+from helpers import nosync, summary, tiny_image_dataset, write_idx, write_npz
 
 
 def test_idx_round_trip_plain_and_gzipped(tmp_path: Path) -> None:
@@ -56,25 +56,12 @@ def test_idx_dataset_loads_standardised(tmp_path: Path) -> None:
 
 
 def test_npz_dataset_and_its_errors(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    arrays = {
-        "x_train": rng.random((50, 8, 8)),
-        "y_train": rng.integers(0, 3, 50),
-        "x_test": rng.random((20, 8, 8)),
-        "y_test": rng.integers(0, 3, 20),
-    }
-    good = tmp_path / "good.npz"
-    np.savez(good, **arrays)
-    ds = load_dataset(f"npz:{good}")
-    assert ds.input_shape == (1, 8, 8) and len(ds.y_test) == 20
-    missing = tmp_path / "missing.npz"
-    np.savez(missing, **{k: v for k, v in arrays.items() if k != "y_test"})
+    ds = load_dataset(f"npz:{write_npz(tmp_path / 'good.npz', n=50)}")
+    assert ds.input_shape == (1, 8, 8) and len(ds.y_train) == 50 and len(ds.y_test) == 10
     with pytest.raises(UserError, match="lacks the arrays y_test"):
-        load_dataset(f"npz:{missing}")
-    mismatched = tmp_path / "mismatched.npz"
-    np.savez(mismatched, **{**arrays, "y_train": arrays["y_train"][:10]})
+        load_dataset(f"npz:{write_npz(tmp_path / 'missing.npz', drop='y_test')}")
     with pytest.raises(UserError, match="do not match"):
-        load_dataset(f"npz:{mismatched}")
+        load_dataset(f"npz:{write_npz(tmp_path / 'mismatched.npz', short='y_train')}")
     with pytest.raises(UserError, match="cannot read"):
         load_dataset(f"npz:{tmp_path / 'nope.npz'}")
 

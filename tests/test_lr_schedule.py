@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from nosync.config import TrainConfig
-from nosync.train import WARMUP, lr_scheduler
+from nosync.lr_schedule import WARMUP
+from nosync.lr_schedule import scheduler as lr_scheduler
 
 
 def rates(cfg: TrainConfig, total: int, ranks_per_particle: int, lr: float) -> list[float]:

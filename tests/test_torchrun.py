@@ -97,6 +97,7 @@ def test_agreement_waits_no_longer_than_the_timeout() -> None:
 
 # ---- two nodes, one worker killed ---------------------------------------------------------------
 def _bench():
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # its helper, nosync_run
     path = ROOT / "benchmarks" / "two_node_kill.py"
     spec = importlib.util.spec_from_file_location("two_node_kill", path)
     module = importlib.util.module_from_spec(spec)

@@ -256,8 +256,7 @@ def validate(cfg: TrainConfig) -> None:
     for fault in parse_inject(cfg.inject):
         if fault.rank >= cfg.workers:
             raise UserError(
-                f"inject: rank {fault.rank} does not exist ({cfg.workers} worker(s): "
-                f"0..{cfg.workers - 1})"
+                f"inject: rank {fault.rank} does not exist (ranks are 0..{cfg.workers - 1})"
             )
     # ---- bring your own ----
     if cfg.loss != "cross_entropy" and not is_spec(cfg.loss):
@@ -293,14 +292,17 @@ def parse_inject(spec: str) -> list[Fault]:
         kind, _, where = item.partition("@")
         left, _, right = where.partition(":")
         if kind == "nan" and left.isdigit() and right.isdigit() and int(left) >= 1:
-            faults.append(Fault("nan", int(right), step=int(left)))
+            fault = Fault("nan", int(right), step=int(left))
         elif kind == "slow" and left.isdigit() and _number(right) > 1:
-            faults.append(Fault("slow", int(left), factor=_number(right)))
+            fault = Fault("slow", int(left), factor=_number(right))
         else:
             raise UserError(
-                f"inject: {item!r} is neither nan@STEP:RANK (STEP >= 1) nor "
+                f"inject: {item!r} is not of the form nan@STEP:RANK (STEP >= 1) or "
                 "slow@RANK:FACTOR (FACTOR > 1)"
             )
+        if any((f.kind, f.rank, f.step) == (fault.kind, fault.rank, fault.step) for f in faults):
+            raise UserError(f"inject: {item!r} is given twice")
+        faults.append(fault)
     return faults
 
 

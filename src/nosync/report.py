@@ -318,7 +318,7 @@ def write_run_report(folder: Path) -> Path:
     summary = json.loads((folder / "summary.json").read_text())
     records = read_metrics(folder / "metrics.jsonl")
     evals = [r for r in records if r["type"] == "eval"]
-    rounds = [r for r in records if r["type"] == "round" and r.get("fitness")]
+    rounds = [r for r in records if r["type"] == "round" and r["fitness"]]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     steps = [r["step"] for r in evals]
     for p in range(summary["particles"]):
