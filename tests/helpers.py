@@ -54,6 +54,29 @@ def tiny_image_dataset(folder: Path, n_train: int = 600, n_test: int = 200, seed
     return folder
 
 
+def bn_model(seed: int) -> Any:
+    """A tiny model with BatchNorm (float and integer buffers), initialised from ``seed``."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+
+
+def train_steps(model: Any, opt: Any, steps: int, seed: int) -> None:
+    """``steps`` SGD steps on random 4-feature, 3-class batches drawn from ``seed``."""
+    import torch
+    from torch import nn
+
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x, y = torch.randn(8, 4, generator=g), torch.randint(0, 3, (8,), generator=g)
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
 def write_npz(
     path: Path,
     drop: str | None = None,

@@ -13,21 +13,7 @@ from nosync import Swarm, particle_groups
 from nosync.swarm import flatten_weights
 
 from distributed import run_ranks
-
-
-def bn_model(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
-
-
-def train_steps(model: nn.Module, opt: torch.optim.Optimizer, steps: int, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        x, y = torch.randn(8, 4, generator=g), torch.randint(0, 3, (8,), generator=g)
-        loss = nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+from helpers import bn_model, train_steps
 
 
 def fixed_fitness(values: list[float]):
