@@ -18,7 +18,7 @@ def test_ctrl_c_with_a_period_longer_than_the_run_checkpoints_and_resumes(tmp_pa
     out = tmp_path / "cut"
     run = start_nosync("train", *FLAGS, "--out", str(out))
     wait_for(lambda: (out / "metrics.jsonl").exists(), 120, "the run to start")
-    time.sleep(1.0)
+    time.sleep(0.5)
     run.send_signal(signal.SIGINT)
     _, err = run.communicate(timeout=60)
     assert run.returncode == 130, err
