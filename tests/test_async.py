@@ -151,6 +151,8 @@ def test_async_rounds_land_late_and_resume_exactly_with_a_round_in_flight(tmp_pa
         (["--inject", "slow@1:0.5"], "slow@RANK:FACTOR (FACTOR > 1)"),
         (["--fitness", "validation"], "argument --fitness: invalid choice"),
         (["--round", "sometimes"], "argument --round: invalid choice"),
+        (["--stragglers", "skip", "--strategy", "localsgd"], "stragglers: skip needs"),
+        (["--stragglers", "skip", "--ranks-per-particle", "2"], "stragglers: skip needs"),
     ],
 )
 def test_bad_async_values_are_one_line_and_exit_2(tmp_path, flags: list[str], message: str) -> None:
@@ -180,3 +182,20 @@ def test_a_slow_rank_is_slower(tmp_path) -> None:
     s = summary(out)
     fast, slow = s["blocked_seconds_per_rank"]
     assert fast > slow  # rank 0 waits for rank 1 in every blocking round, not the other way
+
+
+def test_a_straggler_skips_batches_and_the_fast_rank_trains_every_step(tmp_path) -> None:
+    """``--stragglers skip`` with ``slow@1:3``: the slow rank drops batches to keep the fast
+    rank's pace (counts, not timings), every rank meets every round, and every rank ends with
+    the same selected model."""
+    out = tmp_path / "run"
+    flags = ["--round", "async", "--inject", "slow@1:3", "--stragglers", "skip"]
+    result = nosync("train", *FLAGS, "--steps", "300", *flags, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    s = summary(out)
+    fast, slow = s["skipped_steps_per_rank"]
+    assert slow > 60 and fast < slow / 4, s["skipped_steps_per_rank"]  # ~2/3 of 300 expected
+    assert s["sync_rounds"] == 30 and s["stragglers"] == "skip"
+    assert len(set(s["final_sha256_per_rank"])) == 1  # every rank holds the selected model
+    evals = [r for r in read_metrics(out / "metrics.jsonl") if r["type"] == "eval"]
+    assert evals[-1]["skipped_steps"] == [fast, slow]

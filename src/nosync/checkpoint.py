@@ -122,6 +122,7 @@ ADJUSTABLE_ON_RESUME = (
     "eval_every",
     "inject",
     "data_dir",
+    "stragglers",
 )
 KEEP = 2  # complete checkpoint sets kept on disk
 

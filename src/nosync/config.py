@@ -76,6 +76,12 @@ class TrainConfig:
         "since the last round (free)",
         ("held-out", "train-loss"),
     )
+    stragglers: str = _f(
+        "wait",
+        "nosync: a fast rank waits for a slow one (wait), or a slow rank skips batches to keep "
+        "the swarm's fastest pace (skip: no waiting, not reproducible)",
+        ("wait", "skip"),
+    )
     dataset: str = _f(
         "digits", "digits, fashion-mnist, mnist, npz:PATH or MODULE:CALLABLE (your own)"
     )
@@ -251,6 +257,11 @@ def validate(cfg: TrainConfig) -> None:
     for name, ok in checks.items():
         if not ok:
             raise UserError(f"{name}: invalid value {getattr(cfg, name)!r}")
+    if cfg.stragglers == "skip" and (cfg.strategy != "nosync" or cfg.ranks_per_particle > 1):
+        raise UserError(
+            "stragglers: skip needs --strategy nosync with one rank per particle (ddp, localsgd "
+            "and a particle's own DDP group are synchronous by design)"
+        )
     if cfg.delay > cfg.period:
         raise UserError(f"delay: {cfg.delay} is more than the period ({cfg.period})")
     for fault in parse_inject(cfg.inject):

@@ -67,6 +67,47 @@ def install_sigint_handler() -> Any:
 
 VOTE_SECONDS = 0.5  # aim: a Ctrl+C is honoured within about this much training time
 FIRST_VOTE = 20  # steps to the first vote, before any step has been timed
+SKIP_SLACK = 1.0  # --stragglers skip: steps a rank may lag the fastest before it skips
+STRAGGLER = 1.15  # ... and only a rank whose trained steps take this much longer than the fastest's
+
+
+class Pacer:
+    """Keeps a straggler on the fastest rank's pace (``--stragglers skip``).
+
+    It times this rank's *trained* steps (``busy``, less any time a round held it up, which is
+    waiting for others, not pace); each vote says the fastest rank's trained
+    step time and the swarm's fastest progress (seconds per counted step, overheads included).
+    A rank whose trained steps are ``STRAGGLER`` times slower than the fastest's at two votes in
+    a row is a straggler;
+    from the vote's end on it knows which step the fastest rank is at, and skips while it lags.
+    """
+
+    def __init__(self) -> None:
+        self.anchor: tuple[int, float, float] | None = None  # vote step, its end, fastest pace
+        self.straggler = self._slower = False
+        self.busy, self.trained = 0.0, 0
+
+    def timed(self, seconds: float) -> None:
+        """One trained step took ``seconds`` on this rank (an injected slowdown included)."""
+        self.busy, self.trained = self.busy + seconds, self.trained + 1
+
+    def busy_pace(self) -> float:
+        pace = self.busy / self.trained if self.trained else math.inf
+        self.busy, self.trained = 0.0, 0
+        return pace
+
+    def agreed(self, step: int, ended: float, fastest: float, own: float, fastest_busy: float):
+        self.anchor = (step, ended, fastest)
+        slower = own > STRAGGLER * fastest_busy  # twice in a row: not one noisy interval
+        self.straggler, self._slower = slower and self._slower, slower
+
+    def behind(self, step: int) -> bool:
+        """A straggler more than ``SKIP_SLACK`` steps behind the fastest rank."""
+        if self.anchor is None or not self.straggler:
+            return False
+        since, ended, pace = self.anchor
+        fastest = since + (time.perf_counter() - ended) / max(pace, 1e-9)
+        return fastest - step > 1.0 + SKIP_SLACK
 
 
 class Control:
@@ -88,13 +129,20 @@ class Control:
         self.slow = max([f.factor for f in mine if f.kind == "slow"], default=1.0)
         self._step_began = time.perf_counter()
         self.save_every = cfg.checkpoint_every * cfg.period
+        self.pacer = Pacer() if cfg.stragglers == "skip" else None
+        self._skipping, self._blocked = False, 0.0
         self._previous_handler = install_sigint_handler()
         self._schedule_vote(strategy.step, min(cfg.period, FIRST_VOTE))
 
     def close(self) -> None:
         signal.signal(signal.SIGINT, self._previous_handler)
 
-    # ---- after every optimizer step --------------------------------------------------------
+    # ---- before and after every optimizer step ---------------------------------------------
+    def should_skip(self) -> bool:
+        """``--stragglers skip``: this rank lags the fastest one; skip the next batch."""
+        self._skipping = self.pacer is not None and self.pacer.behind(self.strategy.step)
+        return self._skipping
+
     def after_step(self, monitor_state: Callable[[], dict[str, Any]]) -> None:
         """Inject faults, and at vote steps agree on stopping and save checkpoints (at the
         strategy's step, the run's one step counter)."""
@@ -103,13 +151,17 @@ class Control:
             self._inject_nan(step)
         if self.slow > 1:  # a straggler: this step takes `slow` times as long
             time.sleep((self.slow - 1) * (time.perf_counter() - self._step_began))
-            self._step_began = time.perf_counter()
+        now, blocked = time.perf_counter(), self.strategy.blocked_seconds
+        if self.pacer is not None and not self._skipping:  # time held up by rounds is not pace
+            self.pacer.timed(now - self._step_began - (blocked - self._blocked))
+        self._step_began, self._blocked = now, blocked
         stop = self._vote(step) if step == self._next_vote else False
         due = step == self.total or bool(self.save_every and step % self.save_every == 0)
         if stop or due:
             self.save(step, monitor_state())
         if stop:
             raise Interrupted(step)
+        self._step_began = time.perf_counter()  # the vote's wait and a save are not the step's
 
     def _schedule_vote(self, step: int, every: int) -> None:
         self._next_vote, self._vote_clock = step + max(1, every), (step, time.perf_counter())
@@ -118,11 +170,16 @@ class Control:
         """Agree on stopping, and on the steps to the next vote (from the slowest rank's pace)."""
         since, t0 = self._vote_clock
         pace = (time.perf_counter() - t0) / max(1, step - since)
-        vote = torch.tensor([1.0 if _stop_requested_at else 0.0, pace], dtype=torch.float64)
+        stop = 1.0 if _stop_requested_at else 0.0
+        busy = self.pacer.busy_pace() if self.pacer is not None else 0.0
+        # MAX-reduced: stop, the slowest pace, and (negated) the fastest pace and trained step
+        vote = torch.tensor([stop, pace, -pace, -busy], dtype=torch.float64)
         if dist.get_world_size() > 1:  # alone, there is no one to agree with (saves ~2 ms)
             dist.all_reduce(vote, op=dist.ReduceOp.MAX)
         every = min(self.cfg.period, round(VOTE_SECONDS / max(float(vote[1]), 1e-9)))
         self._schedule_vote(step, every)
+        if self.pacer is not None:
+            self.pacer.agreed(step, self._vote_clock[1], -float(vote[2]), busy, -float(vote[3]))
         return bool(vote[0])
 
     def _inject_nan(self, step: int) -> None:

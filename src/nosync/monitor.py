@@ -6,6 +6,7 @@ part in the evaluation collectives (evaluation traffic is not counted as trainin
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import sys
 import time
@@ -30,6 +31,16 @@ from .strategies import Strategy
 from .weights import flatten_weights, load_weights
 
 TRAIN_EVAL_EXAMPLES = 2000  # training accuracy (for the generalisation gap) on a fixed subset
+
+
+def weights_digest(model: nn.Module) -> str:
+    """sha256 of the model's state (every tensor's bytes, in order): equal models, equal digests."""
+    digest = hashlib.sha256()
+    for value in model.state_dict().values():
+        digest.update(
+            value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        )
+    return digest.hexdigest()
 
 
 def gather(t: Tensor, group: dist.ProcessGroup | None) -> Tensor:
@@ -160,7 +171,8 @@ class Monitor:
         if self.place.is_head:
             group = self.place.swarm_group
             own = torch.tensor(
-                self._accuracies(model) + [float(self.fitness(model))], dtype=torch.float64
+                self._accuracies(model) + [float(self.fitness(model)), float(strategy.skipped)],
+                dtype=torch.float64,
             )
             rows = gather(own, group)
             weights = gather(flatten_weights(model), group)
@@ -176,6 +188,7 @@ class Monitor:
                         "test_accuracy": rows[:, 0].tolist(),
                         "train_accuracy": rows[:, 1].tolist(),
                         "fitness": rows[:, 2].tolist(),
+                        "skipped_steps": [int(n) for n in rows[:, 3].tolist()],
                         "selected_test_accuracy": selected[0],
                         "selected_train_accuracy": selected[1],
                         "spread": mean_pairwise_distance(weights),
@@ -223,17 +236,20 @@ class Monitor:
         self, strategy: Strategy, model: nn.Module, before: dict[str, Any]
     ) -> dict[str, Any] | None:
         rounds = strategy.history
-        blocked = [0.0] * self.place.world  # every rank's seconds held up by rounds
-        mine = sum(r["blocked_seconds"] for r in rounds)
+        # every rank's seconds held up by rounds, steps skipped (--stragglers skip), and a digest
+        # of the model it ends with (the same on every rank, or finalize went wrong)
+        mine = (sum(r["blocked_seconds"] for r in rounds), strategy.skipped, weights_digest(model))
+        per_rank: list[Any] = [None] * self.place.world
         if self.place.world > 1:
-            dist.all_gather_object(blocked, mine)
+            dist.all_gather_object(per_rank, mine)
         else:
-            blocked = [mine]
+            per_rank = [mine]
+        blocked, skipped, digests = (list(column) for column in zip(*per_rank, strict=True))
         if not self.root:
             return None
         train_seconds = self.train_seconds()
         comm_seconds, comm_bytes = strategy.comm()
-        samples = self.total * self.cfg.batch_size * self.cfg.workers
+        samples = (self.total * self.cfg.workers - sum(skipped)) * self.cfg.batch_size
         summary = {
             "strategy": self.cfg.strategy,
             "rule": self.cfg.rule if self.cfg.strategy == "nosync" else None,
@@ -261,6 +277,9 @@ class Monitor:
             "blocked_seconds": blocked[0],
             "blocked_seconds_per_rank": blocked,
             "blocked_share": blocked[0] / train_seconds if train_seconds > 0 else math.nan,
+            "stragglers": self.cfg.stragglers if self.cfg.strategy == "nosync" else None,
+            "skipped_steps_per_rank": skipped,
+            "final_sha256_per_rank": digests,
             "comm_bytes": comm_bytes,
             "comm_seconds": comm_seconds,
             "leaders": [r["leader"] for r in rounds],

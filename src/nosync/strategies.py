@@ -77,7 +77,7 @@ class Strategy(StepHook):
                 model, process_group=placement.particle_group
             )
             self.net.register_comm_hook(self.ddp_comm, counting_allreduce_hook)
-        self._steps = 0
+        self._steps, self.skipped = 0, 0
 
     @classmethod
     def build(
@@ -96,9 +96,21 @@ class Strategy(StepHook):
     def _after_step(self, *_: object) -> None:
         self._steps += 1
 
+    def skip(self) -> None:
+        """Count a step this rank did not train (``--stragglers skip``): the step counter, and
+        so the rounds, votes and checkpoints, stay in line with the other ranks."""
+        self.skipped += 1
+        self._after_step()
+
+    @property
+    def blocked_seconds(self) -> float:
+        """Seconds the training thread was held up by rounds (none without rounds)."""
+        return 0.0
+
     @property
     def step(self) -> int:
-        """Optimizer steps taken by this rank (the run's one step counter)."""
+        """Optimizer steps counted by this rank, skipped ones included (the run's one step
+        counter)."""
         return self._steps
 
     # ---- what the monitor reads ---------------------------------------------------------------
@@ -134,10 +146,10 @@ class Strategy(StepHook):
         return None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"step": self._steps}
+        return {"step": self._steps, "skipped": self.skipped}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._steps = int(state["step"])
+        self._steps, self.skipped = int(state["step"]), int(state.get("skipped", 0))
 
 
 class SingleStrategy(Strategy):
@@ -212,9 +224,17 @@ class SwarmStrategy(Strategy):
     def __exit__(self, *exc: object) -> None:
         self.swarm.__exit__(*exc)
 
+    def skip(self) -> None:
+        self.skipped += 1
+        self.swarm.skip()
+
     @property
     def step(self) -> int:
         return self.swarm.step
+
+    @property
+    def blocked_seconds(self) -> float:
+        return self.swarm.blocked_seconds
 
     @property
     def history(self) -> list[RoundRecord]:
@@ -242,10 +262,11 @@ class SwarmStrategy(Strategy):
         self.swarm.finalize()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"swarm": self.swarm.state_dict()}
+        return {"swarm": self.swarm.state_dict(), "skipped": self.skipped}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.swarm.load_state_dict(state["swarm"])
+        self.skipped = int(state.get("skipped", 0))
 
 
 class EASGDStrategy(SwarmStrategy):

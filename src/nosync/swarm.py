@@ -127,6 +127,7 @@ class Swarm(StepHook):
         self._pending: Pending | None = None
         self._scratch: nn.Module | None = None  # evaluates a snapshot's fitness in the background
         self.step, self.rounds = 0, 0
+        self.blocked_seconds = 0.0  # the training thread's time held up by rounds, so far
         self.history: list[RoundRecord] = []
         self.best_particle: int | None = None
         self.final_fitness: list[float | None] | None = None
@@ -140,6 +141,12 @@ class Swarm(StepHook):
             self._start(background=self.mode == "async")
             if self._pending is not None and self._pending.apply_at <= self.step:
                 self._finish()  # blocking, or async with no delay
+
+    def skip(self) -> None:
+        """Count an iteration this particle did not step the optimizer in (a straggler skipping
+        a batch to keep pace): rounds are counted in iterations, so they stay aligned with the
+        other particles, which stepped."""
+        self._after_step()
 
     def current_pressure(self) -> float:
         progress = self.step / self.total_steps if self.total_steps else 0.0
@@ -172,6 +179,7 @@ class Swarm(StepHook):
             else:
                 pending.outcome, pending.comm = self._compute(*args)
         pending.blocked = time.perf_counter() - start
+        self.blocked_seconds += pending.blocked
         self._pending = pending
 
     def _compute(self, *args: Any) -> tuple[Outcome, tuple[float, int]]:
@@ -210,7 +218,9 @@ class Swarm(StepHook):
         seconds, nbytes = self.transport.seconds, self.transport.bytes
         record = self.round.apply(pending.outcome, self.step - pending.step)
         record["seconds"] = time.perf_counter() - pending.started
-        record["blocked_seconds"] = pending.blocked + time.perf_counter() - start
+        finishing = time.perf_counter() - start
+        self.blocked_seconds += finishing
+        record["blocked_seconds"] = pending.blocked + finishing
         record["comm_seconds"] = pending.comm[0] + self.transport.seconds - seconds
         record["comm_bytes"] = pending.comm[1] + self.transport.bytes - nbytes
         record["applied_step"] = self.step

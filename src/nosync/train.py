@@ -61,11 +61,14 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
         with strategy:
             while strategy.step < total:  # the strategy counts optimizer steps
                 inputs, targets = next(feed)
-                loss = loss_fn(net(inputs), targets)
-                losses.observe(loss)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()  # the strategy's hook counts it and runs a round every period
+                if control.should_skip():  # --stragglers skip: a slow rank keeps the pace
+                    strategy.skip()
+                else:
+                    loss = loss_fn(net(inputs), targets)
+                    losses.observe(loss)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()  # the strategy's hook counts it, runs a round every period
                 if scheduler:
                     scheduler.step()
                 monitor.after_step(strategy, model)
