@@ -8,9 +8,13 @@ drift hits them alike) on Fashion-MNIST with the mlp, one thread per rank, perio
 - how often the leader elected by held-out fitness is also the particle with the lowest mean
   training loss since the last round (both are logged in every round record).
 
-    python benchmarks/async_rounds.py --workers 2 4 --seeds 0 1 2 --epochs 3
+    python benchmarks/async_rounds.py --workers 2 4 --seeds 0 1 2 --epochs 3 \
+        --configs blocking async async-train-loss
+    python benchmarks/async_rounds.py --workers 2 --seeds 0 1 2 --epochs 3 --configs \
+        async-train-loss async-train-loss-d1 async-train-loss-d2 async-train-loss-d10 \
+        async-train-loss-d25 --json delay_sweep.json   # the delay sweep
 
-writes ``benchmarks/results/async_rounds.json`` and prints a Markdown table.
+writes ``benchmarks/results/async_rounds.json`` (or ``--json``) and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -24,9 +28,14 @@ import nosync_run
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = {
-    "blocking": ["--round", "blocking"],
-    "async": ["--round", "async"],
+    "blocking": ["--round", "blocking", "--fitness", "held-out"],
+    "async": ["--round", "async", "--fitness", "held-out"],
     "async-train-loss": ["--round", "async", "--fitness", "train-loss"],
+    # the delay sweep (the default, period / 5 = 5, is the row above)
+    **{
+        f"async-train-loss-d{d}": ["--round", "async", "--fitness", "train-loss", "--delay", str(d)]
+        for d in (1, 2, 10, 25)
+    },
 }
 
 
@@ -45,8 +54,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=3)
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS)[:3])
     parser.add_argument("--out", default=str(HERE / "results" / "async_rounds"))
+    parser.add_argument("--json", default="async_rounds.json", help="under benchmarks/results")
     args = parser.parse_args()
     out = Path(args.out)
     rows = []
@@ -73,7 +83,7 @@ def main() -> None:
                 )
                 print(json.dumps(rows[-1]), flush=True)
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "async_rounds.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (HERE / "results" / args.json).write_text(json.dumps(rows, indent=1) + "\n")
     print("\n| config | N | test acc % | blocked share % | samples/s | held-out leader = "
           "lowest train loss |\n|---|---|---|---|---|---|")  # fmt: skip
     for name in args.configs:

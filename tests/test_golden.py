@@ -25,7 +25,8 @@ COMMON = [
     "--dataset", "digits", "--steps", "40", "--period", "10", "--seed", "5", "--threads", "1",
     "--eval-every", "20", "--checkpoint-every", "0", "--pressure", "0.3", "--quiet",
     "--lr", "0.05", "--momentum", "0.9", "--batch-size", "32", "--schedule", "constant",
-    "--exchange", "float32", "--topology", "all",
+    "--exchange", "float32", "--topology", "all", "--round", "blocking", "--fitness", "held-out",
+    "--stragglers", "wait",
 ]  # fmt: skip
 
 CASES: dict[str, list[str]] = {

@@ -1,0 +1,161 @@
+"""Wall time to the target, with and without a slow worker, side by side (issue 9's targets 2, 4).
+
+For each seed the configurations run one after another (interleaved, so that the machine's
+drift hits them alike): Fashion-MNIST, mlp, 3 epochs per worker, one thread per rank, period
+25, 30 evaluations per run (evaluation time is not training time).
+
+- *Unslowed*, N = 2 (the `walltime-n2` protocol of RESULTS §1): `single`, `localsgd`, the old
+  swarm (blocking rounds, held-out fitness) and the async swarm (train-loss fitness), waiting
+  for or skipping stragglers.
+- *Slowed*: the last rank of N = 2 and of N = 4 runs 2x slower (``--inject slow@RANK:2``):
+  `localsgd`, `ddp` and the async swarm with ``--stragglers skip`` (and ``wait``); the fast
+  ranks' throughput (their trained steps per training second) against the same configuration
+  unslowed, in the same seed's batch.
+
+Reported: training seconds until the selected model first reaches 87.02 % (99 % of `single`'s
+final accuracy in §1), final accuracy, the fast ranks' throughput kept, steps skipped.
+
+    python benchmarks/stragglers.py --seeds 0 1 2
+
+writes ``benchmarks/results/stragglers.json`` and prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+
+import nosync_run
+
+HERE = Path(__file__).resolve().parent
+TARGET = 0.8702
+SWARM = ["--strategy", "nosync", "--round", "async", "--fitness", "train-loss"]
+CONFIGS = {
+    "single": ["--strategy", "single"],
+    "localsgd": ["--strategy", "localsgd"],
+    "ddp": ["--strategy", "ddp"],
+    "nosync-blocking": ["--strategy", "nosync", "--round", "blocking", "--fitness", "held-out"],
+    "nosync-async": [*SWARM, "--stragglers", "wait"],
+    "nosync-async-skip": [*SWARM, "--stragglers", "skip"],
+}
+# (config, workers, slowed): the order they run in for every seed
+PLAN = [
+    ("single", 1, False),
+    ("localsgd", 2, False),
+    ("nosync-blocking", 2, False),
+    ("nosync-async", 2, False),
+    ("nosync-async-skip", 2, False),
+    ("localsgd", 2, True),
+    ("ddp", 2, True),
+    ("nosync-async", 2, True),
+    ("nosync-async-skip", 2, True),
+    ("localsgd", 4, False),
+    ("nosync-async-skip", 4, False),
+    ("localsgd", 4, True),
+    ("ddp", 4, True),
+    ("nosync-async-skip", 4, True),
+]
+
+
+def seconds_to_target(evals: list[dict]) -> float:
+    for record in evals:
+        if record["selected_test_accuracy"] >= TARGET:
+            return record["train_seconds"]
+    return math.inf
+
+
+def fast_throughput(summary: dict) -> float:
+    """Rank 0's trained samples per training second (rank 0 is never the slowed one)."""
+    trained = summary["steps"] - summary["skipped_steps_per_rank"][0]
+    return trained * summary["samples_per_worker"] / summary["steps"] / summary["train_seconds"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--out", default=str(HERE / "results" / "stragglers"))
+    args = parser.parse_args()
+    out, rows = Path(args.out), []
+    for seed in args.seeds:
+        for name, workers, slowed in PLAN:
+            # 30 evaluations per run: 59,488 training examples (512 held out for fitness)
+            steps = round(args.epochs * 59488 / 32)
+            flags = [
+                "--workers", str(workers), "--dataset", "fashion-mnist", "--model", "mlp",
+                "--epochs", str(args.epochs), "--period", "25", "--seed", str(seed),
+                "--threads", "1", "--eval-every", str(max(1, steps // 30)), *CONFIGS[name],
+            ]  # fmt: skip
+            if slowed:
+                flags += ["--inject", f"slow@{workers - 1}:2"]
+            tag = f"{name}-n{workers}{'-slow' if slowed else ''}-s{seed}"
+            run = nosync_run.run("train", flags, out / "cells" / tag)
+            s = run.summary
+            rows.append(
+                {
+                    "config": name,
+                    "workers": workers,
+                    "slowed": slowed,
+                    "seed": seed,
+                    "test_accuracy": s["test_accuracy"],
+                    "seconds_to_target": seconds_to_target(run.of_type("eval")),
+                    "train_seconds": s["train_seconds"],
+                    "fast_rank_samples_per_second": fast_throughput(s),
+                    "skipped_steps_per_rank": s.get("skipped_steps_per_rank"),
+                    "blocked_share": s["blocked_share"],
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "stragglers.json").write_text(json.dumps(rows, indent=1) + "\n")
+    table(rows)
+
+
+def table(rows: list[dict]) -> None:
+    def cell(name: str, workers: int, slowed: bool) -> list[dict]:
+        return [
+            r for r in rows if (r["config"], r["workers"], r["slowed"]) == (name, workers, slowed)
+        ]
+
+    def ms(values: list[float], fmt: str = ".2f") -> str:
+        if any(math.isinf(v) for v in values):
+            reached = [v for v in values if not math.isinf(v)]
+            return f"not reached ({len(reached)} of {len(values)})"
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):{fmt}} ± {sd:{fmt}}"
+
+    print(
+        "\n| config | N | slowed | seconds to 87.02 % | test acc % | fast rank kept % of "
+        "unslowed | steps skipped (slow rank) | blocked share % |\n" + "|---" * 8 + "|"
+    )
+    for name, workers, slowed in PLAN:
+        c = cell(name, workers, slowed)
+        if not c:
+            continue
+        kept = "-"
+        base = cell(name, workers, False)
+        if slowed and base:
+            by_seed = {r["seed"]: r["fast_rank_samples_per_second"] for r in base}
+            kept = ms(
+                [
+                    100 * r["fast_rank_samples_per_second"] / by_seed[r["seed"]]
+                    for r in c
+                    if r["seed"] in by_seed
+                ],
+                ".1f",
+            )
+        skipped = [r["skipped_steps_per_rank"][-1] for r in c if r["skipped_steps_per_rank"]]
+        print(
+            f"| {name} | {workers} | {'2x' if slowed else '-'} | "
+            f"{ms([r['seconds_to_target'] for r in c], '.1f')} | "
+            f"{ms([100 * r['test_accuracy'] for r in c])} | {kept} | "
+            f"{ms(skipped, '.0f') if skipped else '-'} | "
+            f"{ms([100 * r['blocked_share'] for r in c], '.1f')} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
