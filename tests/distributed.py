@@ -30,7 +30,7 @@ def _child(
     torch.set_num_threads(1)
     try:
         dist.init_process_group(
-            "gloo",
+            kw.pop("_backend", "gloo"),  # e.g. "cpu:gloo", the combined backend's syntax
             init_method=f"file://{store}",
             rank=rank,
             world_size=world,

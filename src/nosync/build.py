@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
-from . import seeds, user
+from . import devices, seeds, user
 from .config import TrainConfig
 from .data import Batches, Dataset, StepSampler, fitness_split, load_dataset, stack
 from .errors import UserError
@@ -42,14 +42,17 @@ class Task:
     fitness: Callable[[nn.Module], float]
     x_eval: Tensor
     y_eval: Tensor
+    device: torch.device = devices.CPU  # the model's; ``x``/``y`` live there when they fit
 
     @property
     def n(self) -> int:
         return len(self.y) if self.y is not None else len(self.samples)
 
 
-def task(cfg: TrainConfig) -> Task:
-    """Load the data, hold the fitness set out (``data.fitness_split``) and pick the loss."""
+def task(cfg: TrainConfig, device: torch.device = devices.CPU) -> Task:
+    """Load the data, hold the fitness set out (``data.fitness_split``) and pick the loss.  On
+    a GPU the evaluation and fitness sets move there once, and the training tensors too when
+    they fit (else they are pinned, and each batch is copied without blocking)."""
     data = load_dataset(cfg.dataset, cfg.data_dir or None, cfg.train_subset)
     train_idx, fit_idx = fitness_split(data.n_train, cfg.fitness_size, cfg.seed)
     custom = user.make_loss(cfg.loss) if user.is_spec(cfg.loss) else None
@@ -62,6 +65,12 @@ def task(cfg: TrainConfig) -> Task:
         samples = Subset(data.train_set, train_idx.tolist())
         x_fit, y_fit = stack(data.train_set, fit_idx.tolist(), cfg.dataset)
         x_eval, y_eval = stack(samples, range(min(TRAIN_EVAL_EXAMPLES, len(samples))), cfg.dataset)
+    if device.type != "cpu":
+        data = replace(data, x_test=data.x_test.to(device), y_test=data.y_test.to(device))
+        x_fit, y_fit, x_eval, y_eval = (t.to(device) for t in (x_fit, y_fit, x_eval, y_eval))
+        if x is not None and y is not None:
+            fit = devices.fits(x.nbytes + y.nbytes, device)
+            x, y = (x.to(device), y.to(device)) if fit else (x.pin_memory(), y.pin_memory())
     return Task(
         data=data,
         x=x,
@@ -71,6 +80,7 @@ def task(cfg: TrainConfig) -> Task:
         fitness=loss_fitness(x_fit, y_fit, custom),
         x_eval=x_eval,
         y_eval=y_eval,
+        device=device,
     )
 
 
@@ -84,6 +94,7 @@ def model(cfg: TrainConfig, task: Task, particle: int) -> nn.Module:
     else:
         torch.manual_seed(seed)
         net = user.make_model(cfg.model, shape, classes)
+    net = net.to(task.device)
     if any(user.is_spec(v) for v in (cfg.model, cfg.dataset, cfg.loss)):
         check_fit(task, net, cfg)
     return net
@@ -105,6 +116,12 @@ def optimizer(cfg: TrainConfig, model: nn.Module, lr: float) -> torch.optim.Opti
     )
 
 
+def compiled(cfg: TrainConfig, net: nn.Module) -> nn.Module:
+    """``--compile``: the forward pass through ``torch.compile`` (the swarm keeps reading and
+    writing the weights of the module inside: ``weights.unwrap``)."""
+    return torch.compile(net) if cfg.compile else net  # type: ignore[return-value]
+
+
 def betas(text: str) -> tuple[float, float]:
     """``"0.9,0.999"`` -> (0.9, 0.999) (``config.validate`` checked the form)."""
     b1, b2 = (float(t) for t in text.split(","))
@@ -118,20 +135,30 @@ def stream(
     indexed directly (the fast path: a DataLoader costs more per batch, see
     benchmarks/RESULTS.md); a map-style dataset goes through a ``DataLoader`` with the seeded
     order as its batch sampler, ``--loader-workers`` processes and pinned memory on CUDA."""
+    dev = task.device
     if task.samples is None:
         x, y = task.x, task.y
-        return ((x[idx], y[idx]) for idx in batches.stream(start, total))
+        if x.device == dev:  # on the device already (or a CPU run)
+            return ((x[idx], y[idx]) for idx in batches.stream(start, total))
+        pinned = ((x[i].pin_memory(), y[i].pin_memory()) for i in batches.stream(start, total))
+        return (_to(dev, *pair) for pair in pinned)
     fork = cfg.loader_workers > 0 and "fork" in multiprocessing.get_all_start_methods()
     loader = DataLoader(
         task.samples,
         batch_sampler=StepSampler(batches, start, total),
         num_workers=cfg.loader_workers,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=dev.type == "cuda",
         # forked loader workers inherit the user's modules (a file-path module has no importable
         # name, and ranks run under a forkserver, whose children would have to re-import it)
         multiprocessing_context="fork" if fork else None,
     )
-    return (_pair(batch, cfg.dataset) for batch in loader)
+    pairs = (_pair(batch, cfg.dataset) for batch in loader)
+    return pairs if dev.type == "cpu" else (_to(dev, *pair) for pair in pairs)
+
+
+def _to(device: torch.device, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """A batch from pinned memory to the device, without waiting for the copy."""
+    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
 def _pair(batch: Any, spec: str) -> tuple[Tensor, Tensor]:
@@ -152,6 +179,7 @@ def check(cfg: TrainConfig) -> Task:
 def check_fit(task: Task, net: nn.Module, cfg: TrainConfig) -> None:
     """Two training samples through ``net`` (eval mode, RNG untouched) and the loss."""
     x, y = (task.x[:2], task.y[:2]) if task.samples is None else (task.x_eval[:2], task.y_eval[:2])
+    x, y = x.to(task.device), y.to(task.device)
     with torch.random.fork_rng(devices=[]):
         was_training = net.training
         net.eval()

@@ -115,6 +115,8 @@ ADJUSTABLE_ON_RESUME = (
     "resume",
     "quiet",
     "threads",
+    "device",
+    "compile",
     "timeout",
     "max_restarts",
     "port",

@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--config", metavar="FILE.toml", help="TOML file of settings")
     _add_train_flags(
         simulate,
-        {"workers", "ranks_per_particle", "resume", "inject", "port", "max_restarts", "strategy"},
+        {"workers", "ranks_per_particle", "resume", "inject", "port", "max_restarts", "strategy"}
+        | {"device", "precision", "compile"},  # simulate runs its threads on the CPU
     )
 
     report = commands.add_parser(

@@ -19,6 +19,7 @@ import tomli_w
 
 from . import rules
 from .data import check_dataset_name
+from .devices import DEVICES, PRECISIONS
 from .errors import UserError
 from .models import MODELS
 from .topology import TOPOLOGIES
@@ -116,7 +117,11 @@ class TrainConfig:
     logger: str = _f("none", "also log to TensorBoard (pip install 'nosync[tensorboard]')", LOGGERS)
     seed: int = _f(0, "random seed")
     eval_every: int = _f(0, "evaluate every N steps (0: once per epoch)")
-    threads: int = _f(0, "torch threads per rank (0: cores / local ranks)")
+    threads: int = _f(0, "torch threads per rank (0: $OMP_NUM_THREADS, else cores / local ranks)")
+    # ---- devices (devices.py) ----
+    device: str = _f("auto", "where ranks compute (auto: cuda:LOCAL_RANK, else cpu)", DEVICES)
+    precision: str = _f("fp32", "forward and loss under autocast: fp32 or bf16", PRECISIONS)
+    compile: bool = _f(False, "torch.compile the model")
     timeout: float = _f(300.0, "seconds a collective may wait before the run fails")
     checkpoint_every: int = _f(
         20, "checkpoint every N sync rounds (N x period steps); 0: at the end only"

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from . import attempt, checkpoint, interrupts, lifeline, runlock
+from . import attempt, checkpoint, devices, interrupts, lifeline, runlock
 from .config import TrainConfig
 from .data import Batches
 from .errors import UserError
@@ -69,7 +69,11 @@ def cpu_count() -> int:
 
 
 def thread_budget(requested: int, local_ranks: int) -> int:
-    """Threads per rank: the cores shared out between the ranks on this machine, at least one."""
+    """Threads per rank: ``--threads``, else the user's ``OMP_NUM_THREADS``, else the cores
+    shared out between the ranks on this machine (at least one)."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not requested and env.isdigit() and int(env) > 0:
+        return int(env)
     return requested or max(1, cpu_count() // max(1, local_ranks))
 
 
@@ -111,13 +115,21 @@ def worker(cfg_dict: dict[str, Any], external: bool = False) -> dict[str, Any] |
     install_sigint_handler()  # from the start: a Ctrl+C during set-up stops at the first vote
     lifeline.protect_rank()  # no rank outlives the launcher, even after its kill -9
     cfg = TrainConfig(**cfg_dict)
-    torch.set_num_threads(thread_budget(cfg.threads, int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    torch.set_num_threads(thread_budget(cfg.threads, local_ranks))
     timeout = timedelta(seconds=cfg.timeout)
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    _init_process_group(backend, timeout)
+    where = devices.pick(cfg.device, int(os.environ.get("LOCAL_RANK", 0)), local_ranks)
+    if where.device.type == "cuda":
+        torch.cuda.set_device(where.device)
+    _init_process_group(where.backend, timeout)
     rank = dist.get_rank()
+    if where.shared and rank == 0:
+        print(
+            f"nosync: {local_ranks} ranks share {torch.cuda.device_count()} GPU(s) on this "
+            "machine; NCCL cannot put two ranks on one GPU, so their tensors travel over gloo",
+            file=sys.stderr,
+            flush=True,
+        )
     lock = None
     try:
         if external:
@@ -127,7 +139,7 @@ def worker(cfg_dict: dict[str, Any], external: bool = False) -> dict[str, Any] |
                 f"workers: the launcher started {dist.get_world_size()} ranks but the "
                 f"configuration asks for {cfg.workers}"
             )
-        return train(cfg, place(cfg.ranks_per_particle, timeout))
+        return train(cfg, place(cfg.ranks_per_particle, timeout, where.device))
     except Interrupted as stop:
         if rank == 0:
             print(
@@ -223,6 +235,7 @@ def preflight(cfg: TrainConfig, restarting: bool = False, check_port: bool = Tru
                     f"{saved.get(key, default)!r} (now {getattr(cfg, key)!r})"
                 )
     loggers.check(cfg)
+    devices.check(cfg.device)
     task = build.check(cfg)  # loads the data, imports and calls user pieces, fits two samples
     check_data_fits(cfg, task.n)
     if check_port and cfg.port:
@@ -275,7 +288,8 @@ def _launch_local(cfg: TrainConfig) -> dict[str, Any] | None:
     # a fraction of a second instead of seconds of imports per rank (the server runs no torch op,
     # so no thread pool is forked)
     multiprocessing.set_forkserver_preload(PRELOAD)
-    os.environ["OMP_NUM_THREADS"] = str(thread_budget(cfg.threads, cfg.workers))
+    user_threads = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(thread_budget(cfg.threads, cfg.workers))  # ranks' pools
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -300,4 +314,9 @@ def _launch_local(cfg: TrainConfig) -> dict[str, Any] | None:
             f"training failed: rank {rank} exited with status {failure.exitcode}"
             + (f" after {cfg.max_restarts} restart(s)" if cfg.max_restarts else "")
         ) from None
+    finally:  # the next run in this process (compare's cells) sees the user's own setting
+        if user_threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = user_threads
     return results[0]

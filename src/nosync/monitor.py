@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from . import attempt, loggers
+from . import attempt, devices, loggers
 from .checkpoint import atomic_torch_save, atomic_write_text
 from .config import TrainConfig
 from .data import Dataset
@@ -44,10 +44,12 @@ def weights_digest(model: nn.Module) -> str:
 
 
 def gather(t: Tensor, group: dist.ProcessGroup | None) -> Tensor:
-    """Stack ``t`` from every member of ``group`` (the particles' first ranks)."""
-    out = [torch.empty_like(t) for _ in range(dist.get_world_size(group))]
-    dist.all_gather(out, t.contiguous(), group=group)
-    return torch.stack(out)
+    """Stack ``t`` from every member of ``group`` (the particles' first ranks).  Evaluation
+    traffic goes through the CPU (gloo), whatever the device: it is rare and not timed."""
+    w = t.detach().cpu().contiguous()
+    out = [torch.empty_like(w) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(out, w, group=group)
+    return torch.stack(out).to(t.device)
 
 
 class Monitor:
@@ -113,11 +115,16 @@ class Monitor:
             initial=start,
             disable=self.cfg.quiet or not self.root,
             file=sys.stderr,
-            desc=f"{self.cfg.strategy} x{self.cfg.workers}",
+            desc=f"{self.cfg.strategy} x{self.cfg.workers}{self._where()}",
             unit="step",
             dynamic_ncols=True,
             leave=True,
         )
+
+    def _where(self) -> str:
+        """The progress line names the device and precision when they are not the defaults."""
+        device, bf16 = self.place.device, self.cfg.precision == "bf16"
+        return (f" {device}" if device.type != "cpu" else "") + (" bf16" if bf16 else "")
 
     def state_dict(self) -> dict[str, float]:
         """The clocks, so that a resumed run reports its whole time."""
@@ -154,10 +161,14 @@ class Monitor:
         last = strategy.history[-1]
         finite = [f for f in last["fitness"] or [] if f is not None]
         if finite:
+            memory = {}
+            if self.place.device.type == "cuda":  # peak GPU memory so far
+                memory["mem"] = f"{torch.cuda.max_memory_allocated(self.place.device) / 2**30:.2f}G"
             self.bar.set_postfix(
                 epoch=step // self.steps_per_epoch,
                 best=f"{min(finite):.4f}",
                 leader=last["leader"],
+                **memory,
                 refresh=False,
             )
 
@@ -284,13 +295,17 @@ class Monitor:
             "comm_seconds": comm_seconds,
             "leaders": [r["leader"] for r in rounds],
             "restarts": attempt.restarts(),
+            **devices.facts(self.place.device, self.cfg.precision),
+            "compile": self.cfg.compile,
+            "backend": str(dist.get_backend()),
+            "threads": torch.get_num_threads(),
         }
         if self.log:
             self.log.write({"type": "final", **{k: summary[k] for k in ("test_accuracy", "steps")}})
             self.log.close()
-        atomic_torch_save(
-            {"state_dict": model.state_dict(), "config": self.cfg.to_dict()}, self.out / "final.pt"
-        )
-        save_safetensors(model.state_dict(), self.cfg.to_dict(), self.out / "final.safetensors")
+        state = {k: v.cpu() for k, v in model.state_dict().items()}  # loads anywhere
+        final = {"state_dict": state, "config": self.cfg.to_dict()}
+        atomic_torch_save(final, self.out / "final.pt")
+        save_safetensors(state, self.cfg.to_dict(), self.out / "final.safetensors")
         write_summary(self.out / "summary.json", summary)
         return summary

@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+import torch
 import torch.distributed as dist
+
+CPU = torch.device("cpu")
 
 
 @dataclass
@@ -23,6 +26,7 @@ class Placement:
     ranks_per_particle: int
     swarm_group: dist.ProcessGroup | None  # the first rank of every particle; None elsewhere
     particle_group: dist.ProcessGroup | None  # this particle's DDP group; None when k == 1
+    device: torch.device = CPU  # where this rank computes (devices.pick)
 
     @property
     def particle(self) -> int:
@@ -68,9 +72,18 @@ def particle_groups(
     return (swarm_group if rank % k == 0 else None), particle_group
 
 
-def place(ranks_per_particle: int, timeout: timedelta | None = None) -> Placement:
+def place(
+    ranks_per_particle: int,
+    timeout: timedelta | None = None,
+    device: torch.device = CPU,
+) -> Placement:
     """This rank's placement in the default group (makes the groups: call on every rank)."""
     swarm_group, particle_group = particle_groups(ranks_per_particle, timeout)
     return Placement(
-        dist.get_rank(), dist.get_world_size(), ranks_per_particle, swarm_group, particle_group
+        dist.get_rank(),
+        dist.get_world_size(),
+        ranks_per_particle,
+        swarm_group,
+        particle_group,
+        device,
     )

@@ -74,7 +74,9 @@ class Strategy(StepHook):
         if placement.particle_group is not None:
             self.ddp_comm = CommCounter(placement.particle_group)
             self.net = nn.parallel.DistributedDataParallel(
-                model, process_group=placement.particle_group
+                model,
+                process_group=placement.particle_group,
+                device_ids=[placement.device] if placement.device.type == "cuda" else None,
             )
             self.net.register_comm_hook(self.ddp_comm, counting_allreduce_hook)
         self._steps, self.skipped = 0, 0

@@ -31,7 +31,7 @@ from . import placement, rules, topology
 from .background import Background, Pending
 from .evaluate import TrainLoss, fitness_value
 from .exchange import Exchange
-from .hooks import StepHook
+from .hooks import COUNTS, StepHook
 from .planner import finite_or_none
 from .records import RoundRecord
 from .round import Outcome, Round, SwarmDivergedError
@@ -67,6 +67,11 @@ class Swarm(StepHook):
     :func:`particle_groups`; the first rank of each particle takes part in the round and then
     hands the result to the others.  ``transport=`` replaces ``torch.distributed`` (for example a
     :class:`~nosync.transport.LocalWorld` endpoint: particles as threads of one process).
+
+    Rounds come every ``period`` iterations, which every particle must count alike.  With a
+    ``GradScaler`` pass ``scaler=``: iterations are counted at ``scaler.update()``, since
+    ``scaler.step`` skips ``optimizer.step()`` after inf/NaN gradients; or pass
+    ``count="manual"`` and call :meth:`step_done` once per iteration (see ``hooks.py``).
     """
 
     def __init__(
@@ -93,6 +98,8 @@ class Swarm(StepHook):
         mode: str = "blocking",
         delay: int | None = None,
         train_loss: TrainLoss | None = None,
+        scaler: Any = None,
+        count: str = "optimizer",
     ) -> None:
         kind = rule if isinstance(rule, Rule) else rules.REGISTRY.get(rule)  # type: ignore[arg-type]
         if kind is None:
@@ -101,6 +108,7 @@ class Swarm(StepHook):
         _check_exchange(kind, topology, neighbors, exchange_dtype)
         delay = max(1, period // 5) if delay is None else delay
         _check_mode(mode, delay, period)
+        _check_count(scaler, count)
         self._device = next(unwrap(model).parameters()).device
         if transport is None:
             if not dist.is_available() or not dist.is_initialized():
@@ -112,6 +120,7 @@ class Swarm(StepHook):
         if mode == "async":  # rounds run on a process group of their own
             transport = transport.twin()
         self.model, self.optimizer, self.fitness = model, optimizer, fitness
+        self.scaler, self.count = scaler, count  # what counts an iteration (hooks.py)
         self.mode, self.delay, self.train_loss = mode, int(delay), train_loss
         self.period, self.pressure = int(period), float(pressure)
         self.schedule, self.total_steps = schedule, total_steps
@@ -308,6 +317,13 @@ class Swarm(StepHook):
         self._pending = Pending.from_state(state["pending"]) if state.get("pending") else None
         if self.train_loss is not None and state.get("train_loss"):
             self.train_loss.load_state_dict(state["train_loss"])
+
+
+def _check_count(scaler: Any, count: str) -> None:
+    if count not in COUNTS:
+        raise ValueError(f"count must be one of {', '.join(COUNTS)}, got {count!r}")
+    if scaler is not None and not (callable(getattr(scaler, "update", None)) and count != "manual"):
+        raise ValueError("scaler must be a GradScaler (with update()), and count 'optimizer'")
 
 
 def _check_mode(mode: str, delay: object, period: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import build, lr_schedule, strategies
+from . import build, devices, lr_schedule, strategies
 from .config import TrainConfig
 from .control import Control
 from .data import Batches
@@ -22,7 +22,7 @@ from .placement import Placement
 def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
     """Train this rank's share of the run; returns the summary on rank 0, None elsewhere."""
     wall_start = time.perf_counter()
-    task = build.task(cfg)  # data, fitness set held out, loss (built-in or the user's)
+    task = build.task(cfg, place.device)  # data (on the device), fitness set held out, loss
     model = build.model(cfg, task, place.particle)
     optimizer = build.optimizer(cfg, model, lr_schedule.base_lr(cfg, place.ranks_per_particle))
     held_out = task.fitness
@@ -55,7 +55,7 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
         wall_start,
     )
     monitor.begin(strategy, resumed)
-    net, loss_fn = strategy.net, task.loss
+    net, loss_fn = build.compiled(cfg, strategy.net), task.loss  # --compile: torch.compile
     feed = build.stream(cfg, task, batches, strategy.step, total)  # resumes mid-epoch
     try:
         with strategy:
@@ -64,7 +64,8 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
                 if control.should_skip():  # --stragglers skip: a slow rank keeps the pace
                     strategy.skip()
                 else:
-                    loss = loss_fn(net(inputs), targets)
+                    with devices.autocast(place.device, cfg.precision):  # --precision bf16
+                        loss = loss_fn(net(inputs), targets)
                     losses.observe(loss)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()

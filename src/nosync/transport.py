@@ -96,6 +96,13 @@ class DistTransport(Transport):
         self.particle = dist.get_rank(self.group) if self.is_head else -1  # learnt in a round
         self.particles = dist.get_world_size(self.group) if self.is_head else -1
         self.device = device or torch.device("cpu")
+        # GPUs shared by several ranks: the group is gloo only, whose point-to-point messages
+        # take CPU tensors; every collective then goes through a CPU copy (devices.py)
+        self.staged = self.device.type != "cpu" and "nccl" not in str(dist.get_backend())
+
+    def _wire(self, t: Tensor) -> Tensor:
+        """``t`` as the backend takes it: itself, or a CPU copy when staged."""
+        return t.cpu() if self.staged else t
 
     def twin(self) -> DistTransport:
         flags: list[Any] = [None] * dist.get_world_size()
@@ -105,30 +112,41 @@ class DistTransport(Transport):
         return DistTransport(group, self.particle_group, self.device)
 
     def all_gather(self, t: Tensor) -> Tensor:
-        out = [torch.empty_like(t) for _ in range(self.particles)]
+        w = self._wire(t)
+        out = [torch.empty_like(w) for _ in range(self.particles)]
         with self._counted(nbytes(t)):
-            dist.all_gather(out, t, group=self.group)
-        return torch.cat(out)
+            dist.all_gather(out, w, group=self.group)
+        return torch.cat(out).to(t.device)
 
     def all_reduce(self, t: Tensor) -> Tensor:
-        t = t.clone()
+        w = self._wire(t).clone()
         with self._counted(nbytes(t)):
-            dist.all_reduce(t, group=self.group)
-        return t
+            dist.all_reduce(w, group=self.group)
+        return w.to(t.device)
 
     def broadcast(self, t: Tensor, src: int) -> Tensor:
+        w = self._wire(t)
         with self._counted(nbytes(t)):
-            dist.broadcast(t, group_src=src, group=self.group)
+            dist.broadcast(w, group_src=src, group=self.group)
+        if w is not t:
+            t.copy_(w)
         return t
 
     def exchange(self, send: dict[int, Tensor], recv: dict[int, Tensor]) -> None:
-        ops = [dist.P2POp(dist.isend, t, group=self.group, group_peer=j) for j, t in send.items()]
-        ops += [dist.P2POp(dist.irecv, t, group=self.group, group_peer=j) for j, t in recv.items()]
+        wired = {j: self._wire(t) for j, t in recv.items()}
+        ops = [
+            dist.P2POp(dist.isend, self._wire(t), group=self.group, group_peer=j)
+            for j, t in send.items()
+        ]
+        ops += [dist.P2POp(dist.irecv, t, group=self.group, group_peer=j) for j, t in wired.items()]
         if not ops:
             return
         with self._counted(nbytes(*send.values(), *recv.values())):
             for work in dist.batch_isend_irecv(ops):
                 work.wait()
+        for j, t in recv.items():
+            if wired[j] is not t:
+                t.copy_(wired[j])
 
     def share_in_particle(self, weights: list[Tensor], obj: Any) -> Any:
         if self.particle_group is None:
@@ -136,9 +154,12 @@ class DistTransport(Transport):
         head = dist.get_global_rank(self.particle_group, 0)
         box = [(obj, self.particle)]
         with self._counted(nbytes(*[w for w in weights if w.is_floating_point()])):
-            for w in weights:
-                if w.numel():
+            for t in weights:
+                if t.numel():
+                    w = self._wire(t)
                     dist.broadcast(w, src=head, group=self.particle_group)
+                    if w is not t:
+                        t.copy_(w)
             dist.broadcast_object_list(box, src=head, group=self.particle_group)
         obj, self.particle = box[0]
         return obj

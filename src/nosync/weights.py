@@ -11,8 +11,14 @@ from torch import Tensor, nn
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper (or the model itself)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    """The module inside ``torch.compile`` and DDP wrappers (or the model itself)."""
+    while True:
+        if type(model).__name__ == "OptimizedModule":  # torch.compile's (no _dynamo import)
+            model = model._orig_mod  # type: ignore[assignment]
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
 
 
 def _float_tensors(module: nn.Module) -> list[Tensor]:
