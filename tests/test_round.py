@@ -345,7 +345,7 @@ def test_load_weights_round_trips_integer_buffers() -> None:
     assert int(model[1].num_batches_tracked) == int(ints[0]) + 5
 
 
-# ---- weighted: the fitness-weighted mean, and its limits ------------------------------------------
+# ---- weighted: the fitness-weighted mean, and its limits -----------------------------------------
 def _weighted_round(rule: str, temperature: float, fitness: list[float]) -> list[dict]:
     def particle(endpoint: Any, i: int) -> dict:
         model = bn_model(seed=i)

@@ -132,7 +132,7 @@ def test_easgd_update_against_a_hand_computation() -> None:
     assert torch.equal(rules.easgd_update(workers[2], centre, diff_sum, 0.1)[0], workers[2])
 
 
-# ---- weighted and outer momentum ------------------------------------------------------------------
+# ---- weighted and outer momentum -----------------------------------------------------------------
 def test_fitness_weights_are_a_softmax_of_minus_fitness_over_t_with_diverged_at_zero() -> None:
     a = rules.fitness_weights(t([1.0, 2.0, math.inf, math.nan]), 0.5)
     e = math.exp(-2.0)  # exp(-(2 - 1) / 0.5)
