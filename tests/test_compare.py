@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nosync.compare import Cell, parse_labels, plan
+from nosync.compare import Cell, cell_config, parse_labels, plan
 from nosync.errors import UserError
 from nosync.report import compare_table, speedups
 
@@ -89,6 +89,42 @@ def test_plan_runs_single_once_per_seed_and_others_per_count() -> None:
         parse_labels("single,nosync-best")
     with pytest.raises(UserError, match="unknown 'ddp-pso'"):
         parse_labels("ddp-pso")
+
+
+def test_labels_take_settings_of_their_own() -> None:
+    labels = parse_labels(
+        ",".join(["nosync-weighted:temperature=0.5,outer_momentum=0.9", "localsgd:period=50"])
+        + ",diloco,single"
+    )
+    assert labels == [
+        "nosync-weighted:temperature=0.5,outer_momentum=0.9",
+        "localsgd:period=50",
+        "diloco",
+        "single",
+    ]
+    cells = plan(labels, [1, 2], 1)
+    assert [c.name for c in cells] == [
+        "nosync-weighted_temperature=0.5_outer_momentum=0.9-n2-s0",
+        "localsgd_period=50-n2-s0",
+        "diloco-n2-s0",
+        "single-n1-s0",
+    ]
+    config = cell_config({"lr": 0.1, "period": 10}, cells[1], 40, 10, Path("/tmp/x"))
+    assert (config["strategy"], config["period"], config["lr"]) == ("localsgd", 50, 0.1)
+    config = cell_config({}, cells[0], 40, 10, Path("/tmp/x"))
+    assert (config["rule"], config["temperature"], config["outer_momentum"]) == (
+        "weighted",
+        0.5,
+        0.9,
+    )
+    for bad, message in (
+        ("nosync:temperature=hot", "temperature must be float"),
+        ("localsgd:workers=3", "compare sets"),
+        ("period=5", "follows no LABEL:key=value"),
+        ("nosync-median", "unknown 'nosync-median'"),
+    ):
+        with pytest.raises(UserError, match=message):
+            parse_labels(bad)
 
 
 def _entry(label: str, n: int, seed: int, accs: list[float]) -> dict:

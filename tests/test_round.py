@@ -105,7 +105,7 @@ def test_easgd_rule_against_a_hand_computation() -> None:
     rule.prepare(t(1.0, 1.0), lambda own: t(2.0, 4.0))  # the centre starts at the swarm mean
     assert torch.equal(rule.center, t(2.0, 4.0))
     own = t(1.0, 6.0)
-    assert torch.equal(rule.contribution(own), t(-1.0, 2.0))
+    assert torch.equal(rule.contribution(own, Exchanged(pressure=0.1)), t(-1.0, 2.0))
     got = Exchanged(pressure=0.1, total=t(0.5, -1.0), alive=3)  # sum_j (w_j - c)
     new = rule.pull(own, rule.anchor(own, got), got)
     # w - a (w - c) and c + a sum_j (w_j - c)
@@ -343,3 +343,51 @@ def test_load_weights_round_trips_integer_buffers() -> None:
     ints = flatten_weights(model, integer=True)
     load_weights(model, ints + 5, integer=True)
     assert int(model[1].num_batches_tracked) == int(ints[0]) + 5
+
+
+# ---- weighted: the fitness-weighted mean, and its limits -----------------------------------------
+def _weighted_round(rule: str, temperature: float, fitness: list[float]) -> list[dict]:
+    def particle(endpoint: Any, i: int) -> dict:
+        model = bn_model(seed=i)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        train_steps(model, opt, 2, seed=i)
+        if math.isnan(fitness[i]):
+            with torch.no_grad():
+                model[0].weight[0, 0] = math.nan
+        before = flatten_weights(model).clone()
+        swarm = Swarm(
+            model, opt, lambda m: fitness[i], period=5, pressure=0.5, rule=rule,
+            temperature=temperature, transport=endpoint,
+        )  # fmt: skip
+        return {"record": swarm.sync(), "before": before, "after": flatten_weights(model)}
+
+    return in_threads(len(fitness), particle)
+
+
+def test_weighted_round_pulls_toward_the_softmax_weighted_mean_of_the_live_particles() -> None:
+    fitness = [0.4, 0.2, math.nan]  # particle 2 diverged: weight 0, reset to the weighted mean
+    out = _weighted_round("weighted", 0.1, fitness)
+    e = math.exp(-(0.4 - 0.2) / 0.1)
+    a0, a1 = e / (1 + e), 1 / (1 + e)
+    target = a0 * out[0]["before"] + a1 * out[1]["before"]
+    for i in (0, 1):
+        expected = out[i]["before"] + 0.5 * (target - out[i]["before"])
+        assert torch.allclose(out[i]["after"], expected, atol=1e-6)
+    assert torch.allclose(out[2]["after"], target, atol=1e-6)
+    record = out[0]["record"]
+    assert record["target"] == "weighted mean" and record["reset"] == [2]
+    assert record["leader"] == 1 and record["fitness"] == [0.4, 0.2, None]
+
+
+def test_weighted_at_small_t_is_the_leader_rule_and_at_large_t_the_elastic_rule() -> None:
+    fitness = [0.3, 0.1, 0.2]  # (threads share torch's seed: compare within one run)
+    cold, hot = (
+        _weighted_round("weighted", 1e-9, fitness),
+        _weighted_round("weighted", 1e9, fitness),
+    )
+    mean = torch.stack([o["before"] for o in hot]).mean(0)
+    for i in range(3):
+        leader = LeaderRule().pull(cold[i]["before"], cold[1]["before"], Exchanged(pressure=0.5))
+        assert torch.allclose(cold[i]["after"], leader, atol=1e-6)
+        elastic = ElasticRule().pull(hot[i]["before"], mean, Exchanged(pressure=0.5))
+        assert torch.allclose(hot[i]["after"], elastic, atol=1e-6)

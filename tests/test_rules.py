@@ -130,3 +130,76 @@ def test_easgd_update_against_a_hand_computation() -> None:
     # w - 0.1 (w - c) = (0, 4) - 0.1 (-1, 3) = (0.1, 3.7); c + 0.1 (0, 2) = (1, 1.2)
     assert torch.allclose(w, t([0.1, 3.7])) and torch.allclose(c, t([1.0, 1.2]))
     assert torch.equal(rules.easgd_update(workers[2], centre, diff_sum, 0.1)[0], workers[2])
+
+
+# ---- weighted and outer momentum -----------------------------------------------------------------
+def test_fitness_weights_are_a_softmax_of_minus_fitness_over_t_with_diverged_at_zero() -> None:
+    a = rules.fitness_weights(t([1.0, 2.0, math.inf, math.nan]), 0.5)
+    e = math.exp(-2.0)  # exp(-(2 - 1) / 0.5)
+    assert torch.allclose(a, t([1 / (1 + e), e / (1 + e), 0.0, 0.0]))
+    # T -> 0: all the weight on the best (the leader); T -> inf: uniform over the live (the mean)
+    assert torch.equal(rules.fitness_weights(t([0.3, 0.1, 0.2]), 1e-9), t([0.0, 1.0, 0.0]))
+    hot = rules.fitness_weights(t([0.3, 0.1, math.inf]), 1e9)
+    assert torch.allclose(hot, t([0.5, 0.5, 0.0]), atol=1e-9)
+    assert torch.equal(rules.fitness_weights(t([math.inf, math.inf]), 1.0), t([0.0, 0.0]))
+
+
+def test_nesterov_step_is_torchs_nesterov_sgd_on_the_pseudo_gradient() -> None:
+    w, v = t([1.0, -2.0]), None
+    p = torch.nn.Parameter(w.clone())
+    opt = torch.optim.SGD([p], lr=0.7, momentum=0.9, nesterov=True)
+    for target in (t([0.0, 0.0]), t([3.0, 1.0]), t([-1.0, 2.0])):
+        w, v = rules.nesterov_step(w, target, v, lr=0.7, momentum=0.9)
+        p.grad = p.detach() - target  # g = w - target
+        opt.step()
+        assert torch.allclose(w, p.detach())
+    # by hand, first step: g = w - x, v = g, w - lr (g + beta g)
+    first, _ = rules.nesterov_step(t([1.0]), t([0.0]), None, lr=0.5, momentum=0.5)
+    assert torch.allclose(first, t([1.0 - 0.5 * 1.5]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(vectors, pressures)
+def test_outer_momentum_zero_with_lr_p_is_the_plain_pull(pair, p) -> None:
+    own, target, p = t(pair[0]), t(pair[1]), max(p, 1e-3)  # an outer lr is > 0
+    got = rules.Exchanged(pressure=0.3, leader=target)
+    for name in ("leader", "elastic", "weighted"):
+        inner = rules.REGISTRY[name].create(rules.RuleOptions())
+        outer = rules.OuterMomentum(inner, lr=p, momentum=0.0)
+        assert torch.allclose(outer.pull(own, target, got), own + p * (target - own), atol=1e-9)
+    # no outer lr: the step is the round's pressure (its schedule still applies)
+    by_pressure = rules.OuterMomentum(rules.LeaderRule(), None, 0.0)
+    assert torch.allclose(by_pressure.pull(own, target, got), rules.leader_pull(own, target, 0.3))
+
+
+def test_outer_momentum_keeps_a_velocity_in_its_state_and_forgets_it_on_reset() -> None:
+    options = rules.RuleOptions(outer_momentum=0.5, outer_lr=1.0)
+    rule = rules.make_rule("weighted", options)
+    assert isinstance(rule, rules.OuterMomentum) and rule.inner.name == "weighted"
+    assert (rule.name, rule.exchange, rule.needs_fitness) == ("weighted", "sum", True)
+    got = rules.Exchanged(pressure=0.3)
+    new = rule.pull(t([1.0]), t([0.0]), got)  # g = 1, v = 1, 1 - (1 + 0.5)
+    assert torch.allclose(new, t([-0.5])) and torch.allclose(rule.velocity, t([1.0]))
+    new = rule.pull(new, t([0.0]), got)  # g = -0.5, v = 0.5 - 0.5 = 0, -0.5 - (-0.5 + 0)
+    assert torch.allclose(new, t([0.0])) and torch.allclose(rule.velocity, t([0.0]))
+    twin = rules.make_rule("weighted", options)
+    twin.load_state_dict(rule.state_dict())
+    assert torch.equal(twin.velocity, rule.velocity)
+    rule.reset()
+    assert rule.velocity is None
+    assert not isinstance(rules.make_rule("leader", rules.RuleOptions()), rules.OuterMomentum)
+
+
+def test_bad_temperature_and_outer_settings_raise_value_error() -> None:
+    import pytest
+
+    for bad in (0.0, -1.0, math.inf):
+        with pytest.raises(ValueError, match="temperature"):
+            rules.make_rule("weighted", rules.RuleOptions(temperature=bad))
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="outer_momentum"):
+            rules.make_rule("leader", rules.RuleOptions(outer_momentum=bad))
+    with pytest.raises(ValueError, match="outer_lr"):
+        rules.make_rule("leader", rules.RuleOptions(outer_lr=0.0))
+    with pytest.raises(ValueError, match="outer momentum works with the rules"):
+        rules.make_rule("pso", rules.RuleOptions(outer_momentum=0.9))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -239,3 +240,50 @@ def test_elastic_with_pressure_one_gives_the_weights_of_torchs_model_averager() 
     assert not torch.allclose(ours[0], ours[1])  # two steps after the last round they differ
     for a, b in zip(ours, theirs, strict=True):
         assert torch.allclose(a, b, atol=1e-6, rtol=0)
+
+
+# ---- diloco: local SGD at outer lr 1 and momentum 0; its outer state survives a resume -------
+def _diloco(rank: int, world: int) -> dict:
+    import copy
+
+    from nosync.placement import Placement
+    from nosync.strategies import DiLoCoStrategy, LocalSGDStrategy
+
+    place = Placement(rank, world, 1, dist.group.WORLD, None)
+
+    def run(make: Any, state: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """Steps 1-12, a checkpoint, steps 13-20 (rounds at 5, 10, 15, 20); or from ``state``,
+        the checkpoint, only steps 13-20."""
+        model = bn_model(seed=rank)  # different starting points, so that averaging matters
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        strategy, saved = make(model, opt), state
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            strategy.load_state_dict(state["strategy"])
+        with strategy:
+            if state is None:
+                train_steps(model, opt, 12, seed=rank)
+                parts = {"model": model, "opt": opt, "strategy": strategy}
+                saved = copy.deepcopy({k: v.state_dict() for k, v in parts.items()})
+            train_steps(model, opt, 8, seed=rank + 10)
+        strategy.finalize()
+        return flatten_weights(model), saved
+
+    localsgd = run(lambda m, o: LocalSGDStrategy(m, o, place, period=5))[0]
+    plain = run(lambda m, o: DiLoCoStrategy(m, o, place, period=5, lr=1.0, momentum=0.0))[0]
+    outer = lambda m, o: DiLoCoStrategy(m, o, place, period=5, lr=0.7, momentum=0.9)  # noqa: E731
+    whole, cut = run(outer)
+    resumed = run(outer, copy.deepcopy(cut))[0]
+    return {"localsgd": localsgd, "plain": plain, "whole": whole, "again": resumed, "cut": cut}
+
+
+def test_diloco_at_outer_lr_one_is_localsgd_and_its_outer_state_resumes_exactly() -> None:
+    out = run_ranks(_diloco, 3)
+    for o in out:
+        assert torch.allclose(o["plain"], o["localsgd"], atol=1e-6, rtol=0)
+        assert torch.equal(o["whole"], o["again"])  # the resumed run ends where it would have
+        assert not torch.allclose(o["whole"], o["localsgd"])
+        velocity = o["cut"]["strategy"]["outer"]["state"][0]["momentum_buffer"]
+        assert velocity.abs().sum() > 0  # the outer momentum is part of the checkpoint
+    assert torch.equal(out[0]["whole"], out[1]["whole"])  # every rank ends with the anchor

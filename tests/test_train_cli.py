@@ -113,6 +113,32 @@ def _check_easgd(out: Path, s: dict) -> None:
     assert torch.allclose(_flat(final), centre.float())
 
 
+def _check_weighted_soup(out: Path, s: dict) -> None:
+    """Hybrid cnn particles, weighted rule with outer momentum, the soup (BatchNorm recomputed)."""
+    _check_hybrid(out, s)
+    velocity = _last_checkpoint(out)["strategy"]["swarm"]["rule"]["velocity"]
+    assert velocity is not None and bool(velocity.abs().sum() > 0)
+    assert s["select"] == "soup" and s["selected_ingredients"] == s["soup_ingredients"]
+    assert s["test_accuracy"] == pytest.approx(s["soup_test_accuracy"])
+    assert _records(out, "round")[0]["target"] == "weighted mean"
+
+
+def _check_average_diversity(out: Path, s: dict) -> None:
+    _check_linear_schedule(out, s)
+    smoothing = s["label_smoothing"]
+    assert len(set(smoothing)) == 2 and all(0 <= x <= 0.1 for x in smoothing)
+    assert s["selected_ingredients"] == [0, 1] and s["select"] == "average"
+    assert s["test_accuracy"] == pytest.approx(s["weight_average_test_accuracy"])
+
+
+def _check_diloco(out: Path, s: dict) -> None:
+    state = _last_checkpoint(out)["strategy"]
+    assert state["outer"]["param_groups"][0]["lr"] == 0.7
+    assert state["outer"]["param_groups"][0]["momentum"] == 0.9
+    assert s["selected"] == "the anchor after the last outer step"
+    assert len(set(s["worker_test_accuracy"])) == 1  # step 60 was a round: all on the anchor
+
+
 @pytest.mark.parametrize(
     ("flags", "particles", "check"),
     [
@@ -120,9 +146,10 @@ def _check_easgd(out: Path, s: dict) -> None:
         (["--strategy", "ddp", "--workers", "2"], 1, _check_ddp),
         (
             ["--workers", "4", "--ranks-per-particle", "2", "--model", "cnn"]
-            + ["--checkpoint-every", "1"],
+            + ["--checkpoint-every", "1", "--rule", "weighted", "--outer-momentum", "0.5"]
+            + ["--select", "soup", "--init", "different"],
             2,
-            _check_hybrid,
+            _check_weighted_soup,
         ),
         (
             ["--workers", "2", "--rule", "pso", "--init", "different", "--shard"]
@@ -131,12 +158,14 @@ def _check_easgd(out: Path, s: dict) -> None:
             _check_different_init,
         ),
         (
-            ["--workers", "2", "--rule", "elastic", "--schedule", "linear"],
+            ["--workers", "2", "--rule", "elastic", "--schedule", "linear"]
+            + ["--select", "average", "--diversity"],
             2,
-            _check_linear_schedule,
+            _check_average_diversity,
         ),
         (["--strategy", "localsgd", "--workers", "2"], 2, _check_localsgd),
         (["--strategy", "easgd", "--workers", "3"], 3, _check_easgd),
+        (["--strategy", "diloco", "--workers", "2"], 2, _check_diloco),
     ],
 )
 def test_strategies_and_options_train(
@@ -152,7 +181,7 @@ def test_strategies_and_options_train(
     s = summary(out)
     assert s["particles"] == particles and s["steps"] == 60
     assert s["test_accuracy"] > 0.5
-    if s["strategy"] in ("nosync", "localsgd", "easgd"):
+    if s["strategy"] in ("nosync", "localsgd", "easgd", "diloco"):
         assert s["sync_rounds"] == 3
     if check:
         check(out, s)

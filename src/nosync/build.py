@@ -100,6 +100,32 @@ def model(cfg: TrainConfig, task: Task, particle: int) -> nn.Module:
     return net
 
 
+DIVERSITY_SMOOTHING = 0.1  # --diversity: label smoothing drawn from U[0, 0.1] per particle
+
+
+def label_smoothing(cfg: TrainConfig, particle: int) -> float:
+    """A particle's label smoothing: 0, or under ``--diversity`` its own seeded draw."""
+    if not cfg.diversity:
+        return 0.0
+    g = seeds.generator(seeds.diversity(cfg.seed, particle))
+    return DIVERSITY_SMOOTHING * float(torch.rand(1, generator=g, dtype=torch.float64))
+
+
+def train_loss(cfg: TrainConfig, task: Task, particle: int) -> Loss:
+    """The loss a particle trains on: the task's, or under ``--diversity`` cross-entropy with
+    the particle's own label smoothing (the fitness stays the plain loss, the same for all)."""
+    smoothing = label_smoothing(cfg, particle)
+    if not smoothing:
+        return task.loss
+    return lambda out, target: F.cross_entropy(out, target, label_smoothing=smoothing)
+
+
+def bn_batches(cfg: TrainConfig, task: Task) -> list[Tensor]:
+    """Training inputs (the fixed train-accuracy subset) in batches, for recomputing an
+    averaged model's BatchNorm statistics (``--select average|soup``)."""
+    return list(task.x_eval.split(cfg.batch_size))
+
+
 def optimizer(cfg: TrainConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
     """``--optimizer sgd`` (momentum, weight decay), ``adam`` or ``adamw`` (betas, eps)."""
     if cfg.optimizer == "sgd":

@@ -77,8 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument(
         "--strategies",
-        default="single,nosync,ddp,localsgd,easgd",
-        help="comma list: single, nosync, nosync-RULE, ddp, localsgd, easgd",
+        nargs="+",
+        default=["single,nosync,ddp,localsgd,easgd"],
+        help="labels (comma- or space-separated): single, nosync, nosync-RULE, ddp, localsgd, "
+        "easgd, diloco, each optionally with settings of its own: "
+        "'nosync-weighted:temperature=0.5,outer_momentum=0.9' localsgd:period=50",
     )
     compare.add_argument("--workers", default="2,4", help="comma list of worker counts")
     compare.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for every cell")
@@ -188,7 +191,7 @@ def _compare(args: argparse.Namespace) -> int:
         raise UserError(f"out: {out} is not empty and holds no comparison")
     status = run_compare(
         base,
-        parse_labels(args.strategies),
+        parse_labels(",".join(args.strategies)),
         parse_workers(args.workers),
         args.seeds,
         args.evals,

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from . import build, interrupts, loggers, rules
 from .checkpoint import atomic_write_text
-from .config import STRATEGIES, TrainConfig, resolve
+from .config import FIELDS, STRATEGIES, TrainConfig, resolve
 from .errors import UserError
 from .metrics import read_metrics
 
@@ -54,32 +54,91 @@ SUMMARY_KEYS = (
 )
 
 
+# what a cell's own settings (``LABEL:key=value``) may not change: compare sets them per cell
+CELL_KEYS = {"strategy", "rule", "workers", "seed", "steps", "epochs", "eval_every", "out"}
+CELL_KEYS |= {"quiet", "resume", "inject", "port", "max_restarts"}
+
+
 @dataclass(frozen=True)
 class Cell:
-    label: str  # a strategy, or nosync-RULE
+    label: str  # a strategy, or nosync-RULE, with its own settings: nosync-weighted:temperature=2
     workers: int
     seed: int
 
     @property
     def name(self) -> str:
-        return f"{self.label}-n{self.workers}-s{self.seed}"
+        safe = self.label.replace(":", "_").replace(",", "_").replace("/", "_")
+        return f"{safe}-n{self.workers}-s{self.seed}"
 
 
 def parse_labels(text: str) -> list[str]:
-    """``single,nosync,nosync-pso,ddp`` -> labels; ``nosync-RULE`` picks the swarm's rule."""
-    labels = [t.strip() for t in text.split(",") if t.strip()]
-    for label in labels:
-        strategy, _, rule = label.partition("-")
+    """``single,nosync,nosync-pso:pressure=0.5,period=10,ddp`` -> labels.
+
+    A label is ``STRATEGY``, ``nosync-RULE`` (the swarm's rule), either followed by
+    ``:key=value`` settings of its own (training flags in their TOML spelling, which win over
+    the shared ones); after a label's first setting, comma-separated ``key=value`` items are
+    its further settings.  Labels come back in a canonical spelling.
+    """
+    parts: list[tuple[str, list[str]]] = []
+    for token in (t.strip() for t in text.split(",")):
+        if not token:
+            continue
+        head, eq, _ = token.partition("=")
+        if eq and ":" not in head:  # key=value: a further setting of the label before
+            if not parts or not parts[-1][1]:
+                raise UserError(f"strategies: {token!r} follows no LABEL:key=value")
+            parts[-1][1].append(token)
+        else:
+            name, _, setting = token.partition(":")
+            parts.append((name, [setting] if setting else []))
+    if not parts:
+        raise UserError("strategies: give at least one")
+    labels = []
+    for name, settings in parts:
+        strategy, _, rule = name.partition("-")
         if strategy not in STRATEGIES or (
             rule and (strategy != "nosync" or rule not in rules.RULES)
         ):
             raise UserError(
-                f"strategies: unknown {label!r} (choose from {', '.join(STRATEGIES)}, "
+                f"strategies: unknown {name!r} (choose from {', '.join(STRATEGIES)}, "
                 f"or nosync-RULE with RULE one of {', '.join(rules.RULES)})"
             )
-    if not labels:
-        raise UserError("strategies: give at least one")
+        values = settings_of(name, settings)
+        spelled = ",".join(f"{k}={v}" for k, v in values.items())
+        labels.append(f"{name}:{spelled}" if spelled else name)
     return labels
+
+
+def settings_of(name: str, items: list[str]) -> dict[str, Any]:
+    """A label's own settings, typed as the config's fields."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, eq, text = (part.strip() for part in item.partition("="))
+        key = key.replace("-", "_")
+        if not eq or key not in FIELDS or key in CELL_KEYS:
+            raise UserError(
+                f"strategies: {name}: {item!r} is not key=value with a training setting "
+                f"(compare sets {', '.join(sorted(CELL_KEYS))} itself)"
+            )
+        kind = FIELDS[key].type
+        try:
+            value: Any = {"int": int, "float": float, "str": str}[kind](text)
+        except KeyError:  # bool
+            if text.lower() not in ("true", "false"):
+                raise UserError(f"strategies: {name}: {key} must be true or false") from None
+            value = text.lower() == "true"
+        except ValueError:
+            raise UserError(f"strategies: {name}: {key} must be {kind}, got {text!r}") from None
+        values[key] = value
+    return values
+
+
+def label_values(label: str) -> dict[str, Any]:
+    """The config values a label sets: strategy, rule and its own settings."""
+    name, _, spelled = label.partition(":")
+    strategy, _, rule = name.partition("-")
+    values: dict[str, Any] = {"strategy": strategy, **({"rule": rule} if rule else {})}
+    return values | settings_of(name, spelled.split(",") if spelled else [])
 
 
 def parse_workers(text: str) -> list[int]:
@@ -98,16 +157,17 @@ def plan(labels: list[str], workers: list[int], seeds: int) -> list[Cell]:
     cells = []
     for seed in range(seeds):
         for label in labels:
-            counts = [1] if label == "single" else [n for n in workers if n > 1]
+            one = label_values(label)["strategy"] == "single"
+            counts = [1] if one else [n for n in workers if n > 1]
             cells += [Cell(label, n, seed) for n in counts]
     return cells
 
 
 def cell_config(base: dict[str, Any], cell: Cell, steps: int, eval_every: int, out: Path) -> dict:
-    strategy, _, rule = cell.label.partition("-")
+    own = label_values(cell.label)
     values = {
         **base,
-        "strategy": strategy,
+        **own,
         "workers": cell.workers,
         "seed": cell.seed,
         "steps": steps,
@@ -115,9 +175,7 @@ def cell_config(base: dict[str, Any], cell: Cell, steps: int, eval_every: int, o
         "out": str(out),
         "quiet": True,
     }
-    if rule:
-        values["rule"] = rule
-    if strategy == "ddp":
+    if own["strategy"] == "ddp":
         values["ranks_per_particle"] = cell.workers
     return resolve({}, values).to_dict()
 
@@ -155,6 +213,12 @@ def run_compare(
     from .report import write_compare_report
 
     base = resolve({}, {**base_values, "out": str(out / "cells" / "probe")})
+    for label in labels:  # a label's own settings that do not fit fail now, not mid-grid
+        strategy = label_values(label)["strategy"]
+        probe = {"workers": 1 if strategy == "single" else 2, "out": str(out / "cells" / "probe")}
+        if strategy == "ddp":
+            probe["ranks_per_particle"] = 2
+        resolve({}, {**base_values, **label_values(label), **probe})
     loggers.check(base)
     steps = budget(base)
     eval_every = max(1, steps // evals)

@@ -17,7 +17,7 @@ from typing import Any
 
 import tomli_w
 
-from . import rules
+from . import rules, selection
 from .data import check_dataset_name
 from .devices import DEVICES, PRECISIONS
 from .errors import UserError
@@ -25,7 +25,7 @@ from .models import MODELS
 from .topology import TOPOLOGIES
 from .user import is_spec
 
-STRATEGIES = ("nosync", "single", "ddp", "localsgd", "easgd")
+STRATEGIES = ("nosync", "single", "ddp", "localsgd", "easgd", "diloco")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LOGGERS = ("none", "tensorboard")
 
@@ -55,6 +55,25 @@ class TrainConfig:
     c1: float = _f(0.5, "pso: pull toward the particle's own best")
     c2: float = _f(2.0, "pso: pull toward the leader (scaled by the pressure)")
     easgd_beta: float = _f(0.9, "easgd: moving rate beta; each round alpha = beta / particles")
+    temperature: float = _f(1.0, "weighted: T of the weights softmax(-fitness / T)")
+    outer_lr: float = _f(
+        0.0,
+        "outer (Nesterov) step size, SlowMo's alpha: diloco (0: 0.7), or for the leader, "
+        "elastic and weighted rules instead of the pressure (0: the pressure)",
+    )
+    outer_momentum: float = _f(
+        -1.0,
+        "outer momentum in [0, 1), SlowMo's beta: diloco (-1: 0.9), or the leader, elastic and "
+        "weighted rules' pull as a Nesterov step (-1: 0, a plain pull)",
+    )
+    diversity: bool = _f(
+        False, "each particle trains with its own label smoothing in [0, 0.1] (seeded)"
+    )
+    select: str = _f(
+        "best",
+        "nosync: the model the swarm returns: best particle, weight average, or greedy soup",
+        selection.SELECTS,
+    )
     topology: str = _f(
         "all", "whom a particle compares with: everyone, a ring, k random others", TOPOLOGIES
     )
@@ -204,6 +223,11 @@ def resolve(
             cfg.workers = 1 if cfg.strategy == "single" else 4
     if cfg.strategy == "ddp" and cfg.ranks_per_particle == 1:
         cfg.ranks_per_particle = cfg.workers
+    diloco = cfg.strategy == "diloco"  # automatic outer settings: DiLoCo's, or no outer step
+    if cfg.outer_lr == 0 and diloco:
+        cfg.outer_lr = 0.7
+    if cfg.outer_momentum == -1:
+        cfg.outer_momentum = 0.9 if diloco else 0.0
     if not cfg.out:
         cfg.out = str(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.strategy}")
     validate(cfg)
@@ -233,12 +257,13 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError(f"workers: the single strategy runs one worker, got {cfg.workers}")
     if cfg.strategy == "ddp" and cfg.ranks_per_particle != cfg.workers:
         raise UserError("ranks_per_particle: ddp makes all workers one particle; leave it unset")
-    if cfg.topology != "all" and (cfg.strategy != "nosync" or cfg.rule == "elastic"):
+    if cfg.topology != "all" and (cfg.strategy != "nosync" or cfg.rule in ("elastic", "weighted")):
         raise UserError(
             f"topology: {cfg.topology} needs --strategy nosync with the leader, pso or none rule"
         )
     if not 0.0 <= cfg.pressure <= 1.0:
         raise UserError(f"pressure: must be in [0, 1], got {cfg.pressure}")
+    _check_swarm_options(cfg)
     checks = {
         "period": cfg.period >= 1,
         "batch_size": cfg.batch_size >= 1,
@@ -287,6 +312,28 @@ def validate(cfg: TrainConfig) -> None:
         ok = False
     if not ok:
         raise UserError(f"betas: {cfg.betas!r} is not two comma-separated numbers in [0, 1)")
+
+
+def _check_swarm_options(cfg: TrainConfig) -> None:
+    """The new rules', outer step's, diversity's and selection's settings."""
+    if not cfg.temperature > 0:
+        raise UserError(f"temperature: must be > 0, got {cfg.temperature}")
+    if cfg.outer_lr < 0 or (cfg.outer_lr == 0 and cfg.strategy == "diloco"):
+        raise UserError(f"outer_lr: must be > 0, got {cfg.outer_lr}")
+    if not (0 <= cfg.outer_momentum < 1 or cfg.outer_momentum == -1):
+        raise UserError(f"outer_momentum: must be in [0, 1), got {cfg.outer_momentum}")
+    outer = cfg.outer_lr > 0 or cfg.outer_momentum > 0
+    if outer and cfg.strategy == "nosync" and cfg.rule not in rules.PULL_RULES:
+        raise UserError(
+            f"outer_momentum: the outer step works with the rules "
+            f"{', '.join(rules.PULL_RULES)}, not {cfg.rule!r}"
+        )
+    if cfg.select != "best" and cfg.strategy != "nosync":
+        raise UserError(f"select: {cfg.select} is for --strategy nosync, not {cfg.strategy}")
+    if cfg.select == "soup" and cfg.fitness == "train-loss":
+        raise UserError("select: soup needs --fitness held-out (it scores averaged models)")
+    if cfg.diversity and cfg.loss != "cross_entropy":
+        raise UserError("diversity: label smoothing needs --loss cross_entropy")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from . import attempt, devices, loggers
+from . import attempt, devices, loggers, selection
 from .checkpoint import atomic_torch_save, atomic_write_text
 from .config import TrainConfig
 from .data import Dataset
@@ -50,6 +50,13 @@ def gather(t: Tensor, group: dist.ProcessGroup | None) -> Tensor:
     out = [torch.empty_like(w) for _ in range(dist.get_world_size(group))]
     dist.all_gather(out, w, group=group)
     return torch.stack(out).to(t.device)
+
+
+def _smoothing(cfg: TrainConfig, particles: int) -> list[float] | None:
+    """``--diversity``: each particle's label smoothing (None without it)."""
+    from .build import label_smoothing  # (build imports this module)
+
+    return [label_smoothing(cfg, i) for i in range(particles)] if cfg.diversity else None
 
 
 class Monitor:
@@ -224,24 +231,43 @@ class Monitor:
         center = strategy.center() if strategy.selection == "center" else None  # flat weights
         if self._scratch is None:
             self._scratch = copy.deepcopy(model)
-        load_weights(self._scratch, weights.mean(0) if center is None else center)
+        mean = strategy.average_selected(weights.mean(0)) if center is None else center
+        load_weights(self._scratch, mean)
         return self._accuracies(self._scratch)
 
     # ---- at the end ---------------------------------------------------------------------------
     def evaluate_swarm(self, model: nn.Module) -> dict[str, Any]:
-        """Before finalize: each particle's test accuracy, their ensemble and weight average."""
+        """Before finalize: each particle's test accuracy, their ensemble, and the three models a
+        swarm can return (``selection.py``): the best particle by fitness, the weight average
+        and the greedy soup (averages with their BatchNorm statistics recomputed)."""
         if not self.place.is_head:
             return {}
-        group, y = self.place.swarm_group, self.data.y_test
-        probs = gather(predict_proba(model, self.data.x_test), group)
-        mean = gather(flatten_weights(model), group).mean(0)
-        averaged = copy.deepcopy(model)
-        load_weights(averaged, mean)
+        group, x, y = self.place.swarm_group, self.data.x_test, self.data.y_test
+        probs = gather(predict_proba(model, x), group)
+        weights = gather(flatten_weights(model), group)
+        fits = gather(torch.tensor([float(self.fitness(model))], dtype=torch.float64), group)
+        fitness = [f if math.isfinite(f) else math.inf for f in fits.view(-1).tolist()]
+        scratch = copy.deepcopy(model)
+        found: dict[str, Any] = {}
+        for kind in selection.SELECTS:
+            flat, ints, ingredients = selection.select_weights(
+                kind, weights, fitness, scratch, self.fitness, self._bn_batches
+            )
+            load_weights(scratch, flat)
+            load_weights(scratch, ints, integer=True)
+            name = "weight_average" if kind == "average" else kind
+            found[f"{name}_test_accuracy"] = accuracy(scratch, x, y)
+            if kind == "soup":
+                found["soup_ingredients"] = ingredients
         return {
             "worker_test_accuracy": [accuracy_of(p, y) for p in probs],
             "ensemble_test_accuracy": accuracy_of(probs.mean(0), y),
-            "weight_average_test_accuracy": accuracy(averaged, self.data.x_test, y),
+            **found,
         }
+
+    def _bn_batches(self) -> list[Tensor]:
+        """Training batches for recomputing an averaged model's BatchNorm statistics."""
+        return list(self.x_train_eval.split(self.cfg.batch_size))
 
     def finish(
         self, strategy: Strategy, model: nn.Module, before: dict[str, Any]
@@ -272,6 +298,9 @@ class Monitor:
             "seed": self.cfg.seed,
             "selected": strategy.describe_selected(),
             "best_particle": strategy.best_particle(),
+            "select": self.cfg.select if self.cfg.strategy == "nosync" else None,
+            "selected_ingredients": strategy.ingredients(),
+            "label_smoothing": _smoothing(self.cfg, self.place.particles),
             "final_fitness": strategy.final_fitness(),
             "test_accuracy": accuracy(model, self.data.x_test, self.data.y_test),
             **before,

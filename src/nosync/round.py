@@ -95,7 +95,8 @@ class Round:
         self.check_shapes()
         hood = None if self.exchange.everyone else self.exchange.neighbourhood(number)
         plan = self._plan(own, hood, step, fitness, train_loss)  # 1. who leads, who diverged
-        got = Exchanged(pressure, plan.known.get(self.transport.particle, math.inf))
+        me = self.transport.particle
+        got = Exchanged(pressure, plan.known.get(me, math.inf), particle=me, known=plan.known)
         ints = None
         if self.rule.exchange == "leader":  # 2. what the rule needs
             got.leader, ints = self.exchange.leader_weights(self.model, own, plan, hood)
@@ -167,7 +168,7 @@ class Round:
             return total / (self.transport.particles - len(plan.diverged))
 
         self.rule.prepare(own, mean)
-        got.total, plan = self.exchange.live_sum(self.rule.contribution(own), own, plan)
+        got.total, plan = self.exchange.live_sum(self.rule.contribution(own, got), own, plan)
         got.alive = self.transport.particles - len(plan.diverged)
         return plan
 

@@ -6,11 +6,14 @@ floating-point buffers, concatenated).  A rule declares
 
 - ``needs_fitness``: whether the round evaluates and exchanges fitness for it;
 - ``exchange``: what the round fetches: ``"leader"`` (the leader's weights), ``"sum"`` (the sum
-  over the live particles of :meth:`Rule.contribution`) or ``"none"``;
+  over the live particles of :meth:`Rule.contribution`; fitness-weighted for ``weighted``) or
+  ``"none"``;
 - ``target``: the name of the point it pulls toward, for the log;
 
 and implements :meth:`Rule.anchor` (that point) and :meth:`Rule.pull` (the new weights).  A new
-rule is one class here plus a line in ``REGISTRY``.
+rule is one class here plus a line in ``REGISTRY``.  :class:`OuterMomentum` wraps any of the
+pulls toward a target (``leader``, ``elastic``, ``weighted``) and turns the pull into a step of
+a Nesterov outer optimizer (DiLoCo / SlowMo); :func:`make_rule` builds it from the options.
 
 The NoSync paper (Isakov & Kinsy, ICANN 2018) is not available to us in full; ``leader_pull`` is a
 reconstruction from its abstract and from its closest published relatives (Leader SGD, EASGD,
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -29,9 +32,10 @@ from torch import Tensor
 
 from . import seeds
 
-RULES = ("leader", "pso", "elastic", "none")  # the rules of `nosync train --rule`
+RULES = ("leader", "pso", "elastic", "weighted", "none")  # the rules of `nosync train --rule`
 SWARM_RULES = (*RULES, "easgd")  # `easgd` is a strategy of its own (it selects the centre)
 SCHEDULES = ("constant", "linear")
+PULL_RULES = ("leader", "elastic", "weighted")  # `own + p (target - own)`: outer momentum fits
 
 
 # ---- the equations ------------------------------------------------------------------------------
@@ -46,6 +50,35 @@ def leader_pull(w: Tensor, leader: Tensor, pressure: float) -> Tensor:
 def elastic_pull(w: Tensor, mean: Tensor, pressure: float) -> Tensor:
     """EASGD-like pull toward the swarm mean: ``w <- w + p * (mean(w) - w)``; p=1 is averaging."""
     return torch.lerp(w, mean, pressure)
+
+
+def fitness_weights(fitness: Tensor, temperature: float) -> Tensor:
+    """``weighted``: ``softmax(-fitness / T)`` over the finite fitness values; a non-finite
+    (diverged) particle gets weight 0.  Computed in float64 with the best fitness subtracted
+    first, so that a small ``T`` cannot overflow: ``T -> 0`` puts all the weight on the best
+    particle (the leader, when it is unique) and ``T -> inf`` spreads it evenly (the mean)."""
+    f = fitness.double()
+    finite = torch.isfinite(f)
+    if not bool(finite.any()):
+        return torch.zeros_like(f)
+    best = f[finite].min()
+    logits = torch.where(finite, -(f - best) / temperature, torch.full_like(f, -math.inf))
+    return torch.softmax(logits, 0)
+
+
+def nesterov_step(
+    w: Tensor, target: Tensor, velocity: Tensor | None, lr: float, momentum: float
+) -> tuple[Tensor, Tensor]:
+    """Outer momentum: one step of Nesterov SGD on the pseudo-gradient toward ``target``.
+
+    ``g = w - target``, ``v <- momentum * v + g`` (``v`` starts at 0), and
+    ``w <- w - lr * (g + momentum * v)`` - exactly ``torch.optim.SGD(nesterov=True)`` with
+    ``g`` as the gradient.  With ``momentum = 0`` it is the plain pull at pressure ``lr``:
+    ``w + lr * (target - w)``.
+    """
+    g = w - target
+    v = g.clone() if velocity is None else momentum * velocity + g
+    return w - lr * (g + momentum * v), v
 
 
 def pso_update(
@@ -125,6 +158,8 @@ class Exchanged:
     leader: Tensor | None = None  # exchange "leader": the leader's weights
     total: Tensor | None = None  # exchange "sum": the sum of the live particles' contributions
     alive: int = 0  # exchange "sum": how many particles contributed
+    particle: int = 0  # this particle's index
+    known: dict[int, float] = field(default_factory=dict)  # every known fitness (+inf: diverged)
 
 
 @dataclass(frozen=True)
@@ -136,6 +171,9 @@ class RuleOptions:
     inertia: float = 0.5
     c1: float = 0.5
     c2: float = 2.0
+    temperature: float = 1.0  # weighted: T of softmax(-fitness / T)
+    outer_lr: float | None = None  # outer momentum: the step (None: the round's pressure)
+    outer_momentum: float = 0.0  # outer momentum: beta (0 and outer_lr None: no outer step)
 
 
 class Rule:
@@ -154,8 +192,8 @@ class Rule:
         """Exchange ``sum``: called before :meth:`contribution`; ``mean`` averages over the
         live particles (a collective: every particle calls it the same number of times)."""
 
-    def contribution(self, own: Tensor) -> Tensor:
-        """Exchange ``sum``: this particle's part of the sum."""
+    def contribution(self, own: Tensor, got: Exchanged) -> Tensor:
+        """Exchange ``sum``: this particle's part of the sum (``got`` holds the fitness)."""
         return own
 
     def anchor(self, own: Tensor, got: Exchanged) -> Tensor:
@@ -267,6 +305,42 @@ class ElasticRule(Rule):
         return anchor.clone()
 
 
+class WeightedRule(Rule):
+    """Pull toward the fitness-weighted mean of the live particles,
+    ``w <- w + p * (sum_j a_j w_j - w)`` with ``a = softmax(-fitness / T)``
+    (:func:`fitness_weights`; diverged particles weigh 0).  ``T -> 0`` is the ``leader`` rule,
+    ``T -> inf`` the ``elastic`` one.  Each particle contributes ``a_i w_i`` to one sum."""
+
+    name = "weighted"
+    exchange = "sum"
+    target = "weighted mean"
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        self.temperature = check_temperature(temperature)
+
+    @classmethod
+    def create(cls, options: RuleOptions) -> Rule:
+        return cls(options.temperature)
+
+    def weights(self, got: Exchanged) -> Tensor:
+        ids = sorted(got.known)
+        return fitness_weights(torch.tensor([got.known[i] for i in ids]), self.temperature)
+
+    def contribution(self, own: Tensor, got: Exchanged) -> Tensor:
+        share = float(self.weights(got)[sorted(got.known).index(got.particle)])
+        return own * share
+
+    def anchor(self, own: Tensor, got: Exchanged) -> Tensor:
+        assert got.total is not None
+        return got.total
+
+    def pull(self, own: Tensor, anchor: Tensor, got: Exchanged) -> Tensor:
+        return torch.lerp(own, anchor, got.pressure)
+
+    def restart(self, anchor: Tensor, got: Exchanged) -> Tensor:
+        return anchor.clone()
+
+
 class EASGDRule(Rule):
     """:func:`easgd_update` with the centre variable, the same on every particle; it starts as
     the swarm mean at the first round.  The pressure is EASGD's moving rate alpha."""
@@ -283,7 +357,7 @@ class EASGDRule(Rule):
         if self.center is None:
             self.center = mean(own)
 
-    def contribution(self, own: Tensor) -> Tensor:
+    def contribution(self, own: Tensor, got: Exchanged) -> Tensor:
         assert self.center is not None
         return own - self.center
 
@@ -323,12 +397,97 @@ class NoneRule(Rule):
         return own
 
 
+class OuterMomentum(Rule):
+    """Any pull toward a target (``leader``, ``elastic``, ``weighted``) as a step of a Nesterov
+    outer optimizer on the pseudo-gradient ``g = own - anchor`` (:func:`nesterov_step`):
+
+    ``v <- beta * v + g`` and ``own <- own - lr * (g + beta * v)``,
+
+    with ``lr`` the outer learning rate, or the round's pressure ``p`` when none is given (so
+    the pressure schedule still applies).  ``beta = 0`` with ``lr = p`` is exactly the plain
+    pull ``own + p * (anchor - own)``; ``weighted`` with outer momentum is DiLoCo / SlowMo with
+    fitness-weighted pseudo-gradients.  The wrapper keeps the inner rule's exchange, fitness
+    needs and anchor, so the round does not know it is there.  The velocity is this rule's
+    state: checkpointed, and cleared when the particle diverged.
+    """
+
+    def __init__(self, inner: Rule, lr: float | None = None, momentum: float = 0.9) -> None:
+        if inner.name not in PULL_RULES:
+            raise ValueError(
+                f"outer momentum works with the rules {', '.join(PULL_RULES)}, not {inner.name!r}"
+            )
+        self.inner, self.lr = inner, None if lr is None else check_outer_lr(lr)
+        self.momentum = check_outer_momentum(momentum)
+        self.name = inner.name  # type: ignore[misc]
+        self.needs_fitness, self.exchange = inner.needs_fitness, inner.exchange  # type: ignore[misc]
+        self.target = inner.target  # type: ignore[misc]
+        self.velocity: Tensor | None = None
+
+    def prepare(self, own: Tensor, mean: Callable[[Tensor], Tensor]) -> None:
+        self.inner.prepare(own, mean)
+
+    def contribution(self, own: Tensor, got: Exchanged) -> Tensor:
+        return self.inner.contribution(own, got)
+
+    def anchor(self, own: Tensor, got: Exchanged) -> Tensor:
+        return self.inner.anchor(own, got)
+
+    def pull(self, own: Tensor, anchor: Tensor, got: Exchanged) -> Tensor:
+        lr = got.pressure if self.lr is None else self.lr
+        new, self.velocity = nesterov_step(own, anchor, self.velocity, lr, self.momentum)
+        return new
+
+    def restart(self, anchor: Tensor, got: Exchanged) -> Tensor:
+        return self.inner.restart(anchor, got)
+
+    def reset(self) -> None:
+        self.velocity = None
+        self.inner.reset()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"inner": self.inner.state_dict(), "velocity": self.velocity}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state["inner"])
+        self.velocity = state["velocity"]
+
+
+def check_temperature(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"temperature must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {value}")
+    return float(value)
+
+
+def check_outer_lr(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"outer_lr must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"outer_lr must be a finite number > 0, got {value}")
+    return float(value)
+
+
+def check_outer_momentum(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"outer_momentum must be a number, got {type(value).__name__}")
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"outer_momentum must be in [0, 1), got {value}")
+    return float(value)
+
+
 REGISTRY: dict[str, type[Rule]] = {
-    rule.name: rule for rule in (LeaderRule, PSORule, ElasticRule, EASGDRule, NoneRule)
+    rule.name: rule
+    for rule in (LeaderRule, PSORule, ElasticRule, WeightedRule, EASGDRule, NoneRule)
 }
 
 
 def make_rule(name: str, options: RuleOptions) -> Rule:
+    """The rule ``name``, wrapped in :class:`OuterMomentum` when the options ask for an outer
+    step (a momentum above 0, or an outer learning rate)."""
     if name not in REGISTRY:
         raise ValueError(f"rule must be one of {', '.join(REGISTRY)}, got {name!r}")
-    return REGISTRY[name].create(options)
+    rule = REGISTRY[name].create(options)
+    if options.outer_momentum or options.outer_lr is not None:
+        return OuterMomentum(rule, options.outer_lr, options.outer_momentum)
+    return rule

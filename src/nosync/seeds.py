@@ -46,3 +46,8 @@ def pso(seed: int, particle: int) -> int:
 def neighbours(seed: int, round_: int, particle: int) -> int:
     """A particle's ``random-k`` in-neighbours in one round (every rank computes all of them)."""
     return (seed * _A + round_) * _B + particle
+
+
+def diversity(seed: int, particle: int) -> int:
+    """A particle's own regularisation under ``--diversity`` (its label smoothing)."""
+    return (seed * _A + particle) * _B + 104_729

@@ -42,7 +42,8 @@ class Particle:
     """One particle: model, optimizer, schedule, data order and its ``Swarm``."""
 
     def __init__(self, cfg: TrainConfig, index: int, world: LocalWorld, task: Task) -> None:
-        self.index, self.fitness, self.loss = index, task.fitness, task.loss
+        self.index, self.fitness = index, task.fitness
+        self.loss = build.train_loss(cfg, task, index)  # --diversity: its own smoothing
         self.model = build.model(cfg, task, index)
         self.optimizer = build.optimizer(cfg, self.model, lr_schedule.base_lr(cfg, 1))
         self.batches = Batches(
@@ -61,6 +62,7 @@ class Particle:
             self.total,
             train_loss=self.losses,
             transport=world.endpoint(index),
+            bn_data=build.bn_batches(cfg, task),
         )
 
     def train(self, until: int) -> None:
@@ -107,6 +109,8 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
         raise UserError(
             f"strategy: simulate runs the nosync strategy (rules {', '.join(rules.RULES)})"
         )
+    if cfg.select != "best":
+        raise UserError(f"select: simulate reports the best particle, not the {cfg.select}")
     start = time.perf_counter()
     torch.set_num_threads(cfg.threads or 1)
     loggers.check(cfg)

@@ -24,6 +24,7 @@ from .evaluate import TrainLoss
 from .hooks import StepHook
 from .placement import Placement
 from .records import RoundRecord, round_record
+from .rules import nesterov_step
 from .swarm import Swarm
 
 FitnessFn = Callable[[nn.Module], float]
@@ -91,6 +92,7 @@ class Strategy(StepHook):
         placement: Placement,
         total_steps: int,
         losses: TrainLoss | None = None,
+        bn_data: list[Tensor] | None = None,
     ) -> Strategy:
         return cls(model, optimizer, placement)
 
@@ -127,12 +129,21 @@ class Strategy(StepHook):
     def best_particle(self) -> int | None:
         return 0
 
+    def ingredients(self) -> list[int] | None:
+        """The particles the selected model averages (``--select average|soup``)."""
+        return None
+
     def final_fitness(self) -> list[float | None] | None:
         return None
 
     def center(self) -> Tensor | None:
         """EASGD's centre variable (flat), where there is one."""
         return None
+
+    def average_selected(self, mean: Tensor) -> Tensor:
+        """Selection ``average``: the model the run would end with now, given the mean of the
+        workers' flat weights (DiLoCo applies its outer step to it)."""
+        return mean
 
     def comm(self) -> tuple[float, int]:
         """(seconds, payload bytes) this rank spent in training collectives."""
@@ -191,6 +202,10 @@ def swarm_of(
         "topology": cfg.topology,
         "neighbors": cfg.neighbors,
         "exchange_dtype": getattr(torch, cfg.exchange),
+        "temperature": cfg.temperature,
+        "outer_lr": cfg.outer_lr or None,  # 0: step by the pressure
+        "outer_momentum": max(cfg.outer_momentum, 0.0),  # -1 (automatic): none for a swarm
+        "select": cfg.select,
     }
     if placement is not None:
         settings |= {"group": placement.swarm_group, "particle_group": placement.particle_group}
@@ -215,8 +230,21 @@ class SwarmStrategy(Strategy):
         self.swarm = swarm
 
     @classmethod
-    def build(cls, cfg, model, optimizer, fitness, placement, total_steps, losses=None) -> Strategy:  # noqa: ANN001
-        swarm = swarm_of(cfg, model, optimizer, fitness, total_steps, placement, train_loss=losses)
+    def build(
+        cls,
+        cfg: TrainConfig,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        fitness: FitnessFn,
+        placement: Placement,
+        total_steps: int,
+        losses: TrainLoss | None = None,
+        bn_data: list[Tensor] | None = None,
+    ) -> Strategy:
+        swarm = swarm_of(
+            cfg, model, optimizer, fitness, total_steps, placement,
+            train_loss=losses, bn_data=bn_data,
+        )  # fmt: skip
         return cls(model, optimizer, placement, swarm)
 
     def __enter__(self) -> SwarmStrategy:
@@ -243,12 +271,18 @@ class SwarmStrategy(Strategy):
         return self.swarm.history
 
     def describe_selected(self) -> str:
+        if self.swarm.ingredients is not None:
+            kind = "weight average" if self.swarm.select == "average" else "greedy soup"
+            return f"the {kind} of particles {self.swarm.ingredients}"
         if self.swarm.best_particle is None:
             return "the best particle by fitness"
         return f"particle {self.swarm.best_particle} (best fitness)"
 
     def best_particle(self) -> int | None:
         return self.swarm.best_particle
+
+    def ingredients(self) -> list[int] | None:
+        return self.swarm.ingredients
 
     def final_fitness(self) -> list[float | None] | None:
         return self.swarm.final_fitness
@@ -279,7 +313,17 @@ class EASGDStrategy(SwarmStrategy):
     selection = "center"
 
     @classmethod
-    def build(cls, cfg, model, optimizer, fitness, placement, total_steps, losses=None) -> Strategy:  # noqa: ANN001
+    def build(
+        cls,
+        cfg: TrainConfig,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        fitness: FitnessFn,
+        placement: Placement,
+        total_steps: int,
+        losses: TrainLoss | None = None,
+        bn_data: list[Tensor] | None = None,
+    ) -> Strategy:
         alpha = cfg.easgd_beta / placement.particles
         swarm = swarm_of(
             cfg, model, optimizer, fitness, total_steps, placement,
@@ -322,7 +366,17 @@ class LocalSGDStrategy(Strategy):
         self._history: list[RoundRecord] = []
 
     @classmethod
-    def build(cls, cfg, model, optimizer, fitness, placement, total_steps, losses=None) -> Strategy:  # noqa: ANN001
+    def build(
+        cls,
+        cfg: TrainConfig,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        fitness: FitnessFn,
+        placement: Placement,
+        total_steps: int,
+        losses: TrainLoss | None = None,
+        bn_data: list[Tensor] | None = None,
+    ) -> Strategy:
         return cls(model, optimizer, placement, cfg.period)
 
     @property
@@ -383,8 +437,127 @@ class LocalSGDStrategy(Strategy):
         self.seconds, self.bytes = state["seconds"], state["bytes"]
 
 
+class DiLoCoStrategy(LocalSGDStrategy):
+    """DiLoCo (Douillard et al. 2023), also SlowMo (Wang et al. 2020), as torchft ships it:
+    workers train alone; every ``period`` steps the pseudo-gradient ``anchor - mean(workers)``
+    is the gradient of an outer optimizer - ``torch.optim.SGD(nesterov=True)`` with outer lr
+    ``lr`` (SlowMo's alpha) and momentum ``momentum`` (SlowMo's beta) on the anchor's
+    parameters - the anchor steps, and every worker restarts from it with its inner optimizer
+    state kept.  Outer lr 1 and momentum 0 is local SGD.  The run ends with one more outer step
+    (when steps were taken since the last one) and the workers' float buffers averaged.
+    """
+
+    name = "diloco"
+    selection = "average"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        placement: Placement,
+        period: int,
+        lr: float = 0.7,
+        momentum: float = 0.9,
+    ) -> None:
+        super().__init__(model, optimizer, placement, period)
+        self.anchor = [nn.Parameter(p.detach().clone()) for p in model.parameters()]
+        self.lr, self.momentum = lr, momentum
+        self.outer = torch.optim.SGD(self.anchor, lr=lr, momentum=momentum, nesterov=momentum > 0)
+
+    @classmethod
+    def build(
+        cls,
+        cfg: TrainConfig,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        fitness: FitnessFn,
+        placement: Placement,
+        total_steps: int,
+        losses: TrainLoss | None = None,
+        bn_data: list[Tensor] | None = None,
+    ) -> Strategy:
+        return cls(model, optimizer, placement, cfg.period, cfg.outer_lr, cfg.outer_momentum)
+
+    def _after_step(self, *_: object) -> None:
+        self._steps += 1
+        if self.step % self.period == 0:
+            self._outer_step(log=True)
+
+    def _mean(self) -> Tensor:
+        flat = torch.cat([p.detach().reshape(-1) for p in self.model.parameters()])
+        dist.all_reduce(flat)
+        return flat / dist.get_world_size()
+
+    @torch.no_grad()
+    def _outer_step(self, log: bool) -> None:
+        start = time.perf_counter()
+        mean = self._mean()
+        seconds = time.perf_counter() - start
+        nbytes = mean.numel() * mean.element_size()
+        for a, m in zip(self.anchor, mean.split([a.numel() for a in self.anchor]), strict=True):
+            a.grad = a.detach() - m.view_as(a)  # the pseudo-gradient
+        self.outer.step()
+        for p, a in zip(self.model.parameters(), self.anchor, strict=True):
+            p.copy_(a)
+        self.seconds, self.bytes = self.seconds + seconds, self.bytes + nbytes
+        if log:
+            self._history.append(
+                round_record(
+                    len(self._history) + 1,
+                    self.step,
+                    target="anchor",
+                    pressure=self.lr,
+                    seconds=time.perf_counter() - start,
+                    blocked_seconds=time.perf_counter() - start,
+                    comm_seconds=seconds,
+                    comm_bytes=nbytes,
+                )
+            )
+
+    def average_selected(self, mean: Tensor) -> Tensor:
+        """The anchor after the outer step ``finalize`` would take now (buffers: the mean)."""
+        n = sum(a.numel() for a in self.anchor)
+        anchor = torch.cat([a.detach().reshape(-1) for a in self.anchor])
+        if self.step % self.period == 0:  # a round just ran: the workers sit on the anchor
+            return torch.cat([anchor, mean[n:]])
+        bufs = [self.outer.state.get(a, {}).get("momentum_buffer") for a in self.anchor]
+        v = None if any(b is None for b in bufs) else torch.cat([b.reshape(-1) for b in bufs])
+        new, _ = nesterov_step(anchor, mean[:n].to(anchor.dtype), v, self.lr, self.momentum)
+        return torch.cat([new, mean[n:]])
+
+    def describe_selected(self) -> str:
+        return "the anchor after the last outer step"
+
+    def finalize(self) -> None:
+        if self.step % self.period:
+            self._outer_step(log=False)
+        super().finalize()  # parameters: identical anchors; float buffers: averaged
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "anchor": [a.detach().clone() for a in self.anchor],
+            "outer": self.outer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        with torch.no_grad():
+            for a, saved in zip(self.anchor, state["anchor"], strict=True):
+                a.copy_(saved)
+        self.outer.load_state_dict(state["outer"])
+
+
 REGISTRY: dict[str, type[Strategy]] = {
-    s.name: s for s in (SingleStrategy, DDPStrategy, SwarmStrategy, LocalSGDStrategy, EASGDStrategy)
+    s.name: s
+    for s in (
+        SingleStrategy,
+        DDPStrategy,
+        SwarmStrategy,
+        LocalSGDStrategy,
+        EASGDStrategy,
+        DiLoCoStrategy,
+    )
 }
 
 
@@ -396,8 +569,12 @@ def build(
     placement: Placement,
     total_steps: int,
     losses: TrainLoss | None = None,
+    bn_data: list[Tensor] | None = None,
 ) -> Strategy:
     """The strategy named by ``cfg.strategy`` (see ``REGISTRY``); ``losses`` is the training
-    loop's running training loss (the swarm logs it, and uses it under train-loss fitness)."""
+    loop's running training loss (the swarm logs it, and uses it under train-loss fitness);
+    ``bn_data`` are training batches for an averaged model's BatchNorm statistics."""
     cls = REGISTRY[cfg.strategy]
-    return cls.build(cfg, model, optimizer, fitness, placement, total_steps, losses=losses)
+    return cls.build(
+        cfg, model, optimizer, fitness, placement, total_steps, losses=losses, bn_data=bn_data
+    )

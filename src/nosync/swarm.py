@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from . import placement, rules, topology
+from . import placement, rules, selection, topology
 from .background import Background, Pending
 from .evaluate import TrainLoss, fitness_value
 from .exchange import Exchange
@@ -72,6 +72,13 @@ class Swarm(StepHook):
     ``GradScaler`` pass ``scaler=``: iterations are counted at ``scaler.update()``, since
     ``scaler.step`` skips ``optimizer.step()`` after inf/NaN gradients; or pass
     ``count="manual"`` and call :meth:`step_done` once per iteration (see ``hooks.py``).
+    ``temperature`` is the ``weighted`` rule's T; ``outer_momentum``/``outer_lr`` turn the pull
+    of ``leader``, ``elastic`` or ``weighted`` into a Nesterov outer step
+    (:class:`~nosync.rules.OuterMomentum`; ``outer_lr=None`` steps by the pressure).
+    ``select`` is what ``finalize()`` returns: ``"best"`` (the best particle by fitness),
+    ``"average"`` (the weight average) or ``"soup"`` (a greedy soup on the fitness set; see
+    :mod:`nosync.selection`).  Averaged models with BatchNorm have their running statistics
+    recomputed on ``bn_data``, a re-iterable of training batches (a list, a DataLoader).
     """
 
     def __init__(
@@ -100,6 +107,11 @@ class Swarm(StepHook):
         train_loss: TrainLoss | None = None,
         scaler: Any = None,
         count: str = "optimizer",
+        temperature: float = 1.0,
+        outer_lr: float | None = None,
+        outer_momentum: float = 0.0,
+        select: str = "best",
+        bn_data: Iterable[Any] | None = None,
     ) -> None:
         kind = rule if isinstance(rule, Rule) else rules.REGISTRY.get(rule)  # type: ignore[arg-type]
         if kind is None:
@@ -109,6 +121,11 @@ class Swarm(StepHook):
         delay = max(1, period // 5) if delay is None else delay
         _check_mode(mode, delay, period)
         _check_count(scaler, count)
+        rules.check_temperature(temperature)
+        rules.check_outer_momentum(outer_momentum)
+        if outer_lr is not None:
+            rules.check_outer_lr(outer_lr)
+        _check_select(selection.check_select(select), model, fitness, train_loss, bn_data)
         self._device = next(unwrap(model).parameters()).device
         if transport is None:
             if not dist.is_available() or not dist.is_initialized():
@@ -127,8 +144,9 @@ class Swarm(StepHook):
         self.transport, self.topology = transport, topology
         self.is_head, self.particles = transport.is_head, transport.particles
         options = RuleOptions(
-            max(transport.particle, 0), seed, float(inertia), float(c1), float(c2)
-        )
+            max(transport.particle, 0), seed, float(inertia), float(c1), float(c2),
+            temperature=float(temperature), outer_lr=outer_lr, outer_momentum=outer_momentum,
+        )  # fmt: skip
         self.rule = rule if isinstance(rule, Rule) else rules.make_rule(kind.name, options)
         exchange = Exchange(transport, topology, neighbors, seed, exchange_dtype, self._device)
         self.round = Round(model, optimizer, self.rule, exchange)
@@ -140,6 +158,8 @@ class Swarm(StepHook):
         self.history: list[RoundRecord] = []
         self.best_particle: int | None = None
         self.final_fitness: list[float | None] | None = None
+        self.select, self.bn_data = select, bn_data
+        self.ingredients: list[int] | None = None  # the particles ``finalize`` averaged
 
     # ---- after every optimizer.step (while entered, see StepHook) --------------------------------
     def _after_step(self, *_: object) -> None:
@@ -238,8 +258,9 @@ class Swarm(StepHook):
 
     # ---- the end ------------------------------------------------------------------------------
     def finalize(self) -> dict[str, Tensor]:
-        """Every rank ends holding the model the rule selects: the best particle by fitness, or
-        the rule's own (EASGD's centre); returns its weights.  A round in flight lands first."""
+        """Every rank ends holding the selected model: the rule's own (EASGD's centre), else what
+        ``select`` says (the best particle by fitness, the weight average, or the greedy soup);
+        returns its weights.  A round in flight lands first."""
         self.flush()
         if self.is_head:
             own = flatten_weights(self.model)
@@ -255,6 +276,8 @@ class Swarm(StepHook):
             chosen = self.rule.selected_weights()
             if chosen is not None:
                 load_weights(self.model, chosen)
+            elif self.select != "best":
+                self._select_many(own, fits.cpu().tolist())
             else:
                 self.best_particle = best
                 load_weights(self.model, self.transport.broadcast(own, best))
@@ -270,6 +293,29 @@ class Swarm(StepHook):
             load_weights(self.model, flat)
             load_weights(self.model, ints, integer=True)
         return {k: v.detach().clone() for k, v in unwrap(self.model).state_dict().items()}
+
+    def _select_many(self, own: Tensor, fits: list[float]) -> None:
+        """``average`` or ``soup``: the first particle computes it from everybody's weights (each
+        candidate's BatchNorm statistics recomputed on ``bn_data``) and hands it to the others."""
+        t = self.transport
+        weights = t.all_gather(own).view(t.particles, -1)
+        flat, ints = flatten_weights(self.model), flatten_weights(self.model, integer=True)
+        mask = torch.zeros(t.particles, dtype=torch.float64, device=self._device)
+        if t.particle == 0:
+            data = self.bn_data
+            flat, ints, ingredients = selection.select_weights(
+                self.select,
+                weights,
+                [math.inf if f is None else f for f in fits],
+                copy.deepcopy(unwrap(self.model)),
+                lambda m: fitness_value(self.fitness, m, flatten_weights(m)),
+                None if data is None else lambda: iter(data),
+            )
+            mask[ingredients] = 1.0
+        load_weights(self.model, t.broadcast(flat, 0))
+        if ints.numel():
+            load_weights(self.model, t.broadcast(ints, 0), integer=True)
+        self.ingredients = [i for i, m in enumerate(t.broadcast(mask, 0).tolist()) if m]
 
     # ---- state ----------------------------------------------------------------------------------
     @property
@@ -324,6 +370,18 @@ def _check_count(scaler: Any, count: str) -> None:
         raise ValueError(f"count must be one of {', '.join(COUNTS)}, got {count!r}")
     if scaler is not None and not (callable(getattr(scaler, "update", None)) and count != "manual"):
         raise ValueError("scaler must be a GradScaler (with update()), and count 'optimizer'")
+
+
+def _check_select(
+    select: str, model: nn.Module, fitness: object, train_loss: object, bn_data: object
+) -> None:
+    if select == "soup" and (fitness is train_loss or getattr(fitness, "cheap", False)):
+        raise ValueError("select='soup' needs a fitness that evaluates a model, not the train loss")
+    if select != "best" and bn_data is None and selection.has_batchnorm(unwrap(model)):
+        raise ValueError(
+            f"select={select!r} on a model with BatchNorm needs bn_data= (training batches to "
+            "recompute the averaged model's running statistics)"
+        )
 
 
 def _check_mode(mode: str, delay: object, period: int) -> None:

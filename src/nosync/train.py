@@ -40,7 +40,8 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
     )
     total = cfg.steps or max(1, round(cfg.epochs * batches.steps_per_epoch))
     scheduler = lr_schedule.scheduler(optimizer, cfg, total, place.ranks_per_particle)
-    strategy = strategies.build(cfg, model, optimizer, fitness, place, total, losses)
+    bn_data = build.bn_batches(cfg, task)  # an averaged model's BatchNorm statistics
+    strategy = strategies.build(cfg, model, optimizer, fitness, place, total, losses, bn_data)
     control = Control(cfg, place, model, optimizer, scheduler, strategy, total)
     resumed = control.restore()
     monitor = Monitor(
@@ -55,7 +56,8 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
         wall_start,
     )
     monitor.begin(strategy, resumed)
-    net, loss_fn = build.compiled(cfg, strategy.net), task.loss  # --compile: torch.compile
+    net = build.compiled(cfg, strategy.net)  # --compile: torch.compile
+    loss_fn = build.train_loss(cfg, task, place.particle)  # --diversity: per-particle smoothing
     feed = build.stream(cfg, task, batches, strategy.step, total)  # resumes mid-epoch
     try:
         with strategy:
