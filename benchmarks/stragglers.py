@@ -52,7 +52,6 @@ PLAN = [
     ("ddp", 2, True),
     ("nosync-async", 2, True),
     ("nosync-async-skip", 2, True),
-    ("localsgd", 4, False),
     ("nosync-async-skip", 4, False),
     ("localsgd", 4, True),
     ("ddp", 4, True),
