@@ -7,6 +7,13 @@ vote* (one tiny all-reduce) on a cadence of its own: about every ``VOTE_SECONDS`
 at least once a period, so a Ctrl+C takes effect quickly even with a very long period.  The
 cadence is agreed in each vote (the slowest rank's seconds per step ride along), so every rank
 knows the next vote step without asking.
+
+Stragglers (``--stragglers skip``, :class:`Pacer`): the vote also carries the fastest rank's
+time per trained step, and every vote ends at the same moment on every rank, so from then on a
+slow rank knows about which step the fastest rank is at without asking, and skips batches (the
+step counter moves, the optimizer does not) while it lags.  Every rank still meets every round,
+vote and checkpoint at the same step, and the fast ranks do not wait.  Which batches are skipped
+depends on timing: such a run is not reproducible.
 """
 
 from __future__ import annotations
@@ -68,18 +75,20 @@ def install_sigint_handler() -> Any:
 VOTE_SECONDS = 0.5  # aim: a Ctrl+C is honoured within about this much training time
 FIRST_VOTE = 20  # steps to the first vote, before any step has been timed
 SKIP_SLACK = 1.0  # --stragglers skip: steps a rank may lag the fastest before it skips
-STRAGGLER = 1.15  # ... and only a rank whose trained steps take this much longer than the fastest's
+STRAGGLER = 1.3  # ... and only a rank whose trained steps take this much longer than the fastest's
 
 
 class Pacer:
     """Keeps a straggler on the fastest rank's pace (``--stragglers skip``).
 
-    It times this rank's *trained* steps (``busy``, less any time a round held it up, which is
-    waiting for others, not pace); each vote says the fastest rank's trained
-    step time and the swarm's fastest progress (seconds per counted step, overheads included).
-    A rank whose trained steps are ``STRAGGLER`` times slower than the fastest's at two votes in
-    a row is a straggler;
-    from the vote's end on it knows which step the fastest rank is at, and skips while it lags.
+    It times this rank's *trained* steps (their own time: waiting for other ranks in a round
+    and evaluations left out) and each vote tells every rank the fastest rank's trained step
+    time.  A rank whose trained steps are ``STRAGGLER`` times slower than the fastest's at two
+    votes in a row is a straggler.  From the vote's end (the same moment on every rank) it
+    projects the fastest rank's step at that pace and skips batches while it lags by more than
+    ``SKIP_SLACK`` steps.  The projection leaves out the fastest rank's own overheads (rounds,
+    evaluations), so a straggler runs slightly ahead and waits at the next collective itself,
+    rather than the fast ranks waiting for it.
     """
 
     def __init__(self) -> None:
@@ -96,9 +105,9 @@ class Pacer:
         self.busy, self.trained = 0.0, 0
         return pace
 
-    def agreed(self, step: int, ended: float, fastest: float, own: float, fastest_busy: float):
+    def agreed(self, step: int, ended: float, own: float, fastest: float) -> None:
         self.anchor = (step, ended, fastest)
-        slower = own > STRAGGLER * fastest_busy  # twice in a row: not one noisy interval
+        slower = own > STRAGGLER * fastest  # twice in a row: not one noisy interval
         self.straggler, self._slower = slower and self._slower, slower
 
     def behind(self, step: int) -> bool:
@@ -130,7 +139,7 @@ class Control:
         self._step_began = time.perf_counter()
         self.save_every = cfg.checkpoint_every * cfg.period
         self.pacer = Pacer() if cfg.stragglers == "skip" else None
-        self._skipping, self._blocked = False, 0.0
+        self._skipping, self._blocked, self._evals = False, 0.0, 0.0
         self._previous_handler = install_sigint_handler()
         self._schedule_vote(strategy.step, min(cfg.period, FIRST_VOTE))
 
@@ -143,18 +152,24 @@ class Control:
         self._skipping = self.pacer is not None and self.pacer.behind(self.strategy.step)
         return self._skipping
 
-    def after_step(self, monitor_state: Callable[[], dict[str, Any]]) -> None:
+    def after_step(self, monitor_state: Callable[[], dict[str, Any]], eval_seconds: float) -> None:
         """Inject faults, and at vote steps agree on stopping and save checkpoints (at the
-        strategy's step, the run's one step counter)."""
+        strategy's step, the run's one step counter).  ``eval_seconds``: the monitor's time
+        evaluating so far (not part of any step's own time)."""
         step = self.strategy.step
         if step in self.faults:
             self._inject_nan(step)
+        # the step's own time: not the time a round held it up (waiting for others), nor an
+        # evaluation's
+        blocked = self.strategy.blocked_seconds
+        waited = blocked - self._blocked + eval_seconds - self._evals
+        own = max(0.0, time.perf_counter() - self._step_began - waited)
         if self.slow > 1:  # a straggler: this step takes `slow` times as long
-            time.sleep((self.slow - 1) * (time.perf_counter() - self._step_began))
-        now, blocked = time.perf_counter(), self.strategy.blocked_seconds
-        if self.pacer is not None and not self._skipping:  # time held up by rounds is not pace
-            self.pacer.timed(now - self._step_began - (blocked - self._blocked))
-        self._step_began, self._blocked = now, blocked
+            time.sleep((self.slow - 1) * own)
+            own *= self.slow
+        if self.pacer is not None and not self._skipping:
+            self.pacer.timed(own)
+        self._blocked, self._evals = blocked, eval_seconds
         stop = self._vote(step) if step == self._next_vote else False
         due = step == self.total or bool(self.save_every and step % self.save_every == 0)
         if stop or due:
@@ -172,14 +187,14 @@ class Control:
         pace = (time.perf_counter() - t0) / max(1, step - since)
         stop = 1.0 if _stop_requested_at else 0.0
         busy = self.pacer.busy_pace() if self.pacer is not None else 0.0
-        # MAX-reduced: stop, the slowest pace, and (negated) the fastest pace and trained step
-        vote = torch.tensor([stop, pace, -pace, -busy], dtype=torch.float64)
+        # MAX-reduced: stop, the slowest pace, and (negated) the fastest rank's trained step time
+        vote = torch.tensor([stop, pace, -busy], dtype=torch.float64)
         if dist.get_world_size() > 1:  # alone, there is no one to agree with (saves ~2 ms)
             dist.all_reduce(vote, op=dist.ReduceOp.MAX)
         every = min(self.cfg.period, round(VOTE_SECONDS / max(float(vote[1]), 1e-9)))
         self._schedule_vote(step, every)
         if self.pacer is not None:
-            self.pacer.agreed(step, self._vote_clock[1], -float(vote[2]), busy, -float(vote[3]))
+            self.pacer.agreed(step, self._vote_clock[1], busy, -float(vote[2]))
         return bool(vote[0])
 
     def _inject_nan(self, step: int) -> None:

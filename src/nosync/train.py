@@ -75,7 +75,7 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
                 if scheduler:
                     scheduler.step()
                 monitor.after_step(strategy, model)
-                control.after_step(monitor.state_dict)  # stop vote, checkpoint, fault injection
+                control.after_step(monitor.state_dict, monitor.eval_seconds)  # vote, checkpoint
     finally:
         control.close()
         monitor.close()
