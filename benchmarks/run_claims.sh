@@ -40,4 +40,16 @@ python benchmarks/simulate_scaling.py --particles 1,2,4,8,16,32,64 --topologies 
 
 step "compressed exchange"
 python benchmarks/compression.py --seeds 3 --workers 4 --epochs 3 > /dev/null
+step "10: rules against averaging - the small grid (N = 4, 2 seeds)"
+nosync compare --strategies 'localsgd:period=10' localsgd 'localsgd:period=50' \
+    diloco 'diloco:period=10' 'diloco:period=50' nosync \
+    'nosync-weighted:temperature=0.01,pressure=1.0,period=10' \
+    'nosync-weighted:temperature=0.1,pressure=1.0,period=10' \
+    'nosync-weighted:temperature=0.01,pressure=0.5,period=10' \
+    'nosync-weighted:temperature=0.1,pressure=0.5,period=10' \
+    'nosync-weighted:temperature=0.1,pressure=1.0,outer_momentum=0.9,outer_lr=0.7' \
+    'nosync-elastic:pressure=1.0,outer_momentum=0.9,outer_lr=0.7' \
+    'nosync-elastic:pressure=0.03,period=10,diversity=true' \
+    --workers 4 --seeds 2 --dataset fashion-mnist --model mlp --epochs 3 --threads 1 \
+    --evals 30 --target 0.8702 --quiet --out $R/rules-sweep > /dev/null
 step done

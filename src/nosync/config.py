@@ -84,14 +84,14 @@ class TrainConfig:
         ("float32", "bfloat16", "float16"),
     )
     round: str = _f(
-        "blocking",
+        "async",
         "rounds: blocking (training waits for them) or async (training goes on; the pull lands "
         "--delay steps later as a correction)",
         ("blocking", "async"),
     )
     delay: int = _f(-1, "async rounds: steps from a round's start to its pull (-1: period / 5)")
     fitness: str = _f(
-        "held-out",
+        "train-loss",
         "a particle's fitness: loss on the held-out fitness set, or its mean training loss "
         "since the last round (free)",
         ("held-out", "train-loss"),
