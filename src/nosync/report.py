@@ -152,7 +152,7 @@ def compare_table(data: dict[str, Any]) -> str:
         sp = speed[(label, n)]
         gap = [p["selected_train_accuracy"] - p["selected_test_accuracy"] for p in last]
         # Exploration is the spread while training, not at the end (a swarm converges then).
-        spread = [statistics.mean(p["spread"] for p in c) for c in curves]
+        spread = [_mean_of_known([p.get("spread") for p in c]) for c in curves]
         best = [max(p["selected_test_accuracy"] for p in c) for c in curves]
         steps = "-" if sp["steps"] is None else f"{sp['steps']:.0f} ({sp['reached']}/{sp['runs']})"
         lines.append(
@@ -187,14 +187,20 @@ def _mean_curve(entries: list[dict[str, Any]], x: str, y: str) -> tuple[list[flo
     curves = [e["curve"] for e in entries if e["curve"]]
     n = min(len(c) for c in curves)
     xs = [statistics.mean(c[i][x] for c in curves) for i in range(n)]
-    ys = [statistics.mean(_value(c[i], y) for c in curves) for i in range(n)]
+    ys = [_mean_of_known([_value(c[i], y) for c in curves]) for i in range(n)]
     return xs, ys
 
 
-def _value(point: dict[str, Any], y: str) -> float:
+def _mean_of_known(values: list[float | None]) -> float:
+    """The mean of the values a run recorded (None: not recorded, e.g. no spread for diloco)."""
+    known = [v for v in values if v is not None]
+    return statistics.mean(known) if known else math.nan
+
+
+def _value(point: dict[str, Any], y: str) -> float | None:
     if y == "gap":
         return point["selected_train_accuracy"] - point["selected_test_accuracy"]
-    return point[y]
+    return point.get(y)
 
 
 def compare_plots(data: dict[str, Any], out: Path) -> list[Path]:
