@@ -105,6 +105,7 @@ def test_a_full_disk_stops_the_run_naming_the_file_and_resume_continues(tmp_path
         filler.write_bytes(bytes(1_500_000))  # room for one checkpoint set, not three
         out = disk / "run"
         flags = [*SHORT, "--steps", "200", "--checkpoint-every", "1", "--eval-every", "1"]
+        flags += ["--round", "blocking"]  # sized for sets without a round in flight
         full = nosync("train", *flags, "--out", str(out))
         assert full.returncode == 1, full.stderr
         assert "Traceback" not in full.stderr

@@ -147,7 +147,7 @@ def _check_diloco(out: Path, s: dict) -> None:
         (
             ["--workers", "4", "--ranks-per-particle", "2", "--model", "cnn"]
             + ["--checkpoint-every", "1", "--rule", "weighted", "--outer-momentum", "0.5"]
-            + ["--select", "soup", "--init", "different"],
+            + ["--select", "soup", "--fitness", "held-out", "--init", "different"],
             2,
             _check_weighted_soup,
         ),

@@ -14,6 +14,7 @@ from typing import Any
 
 _EXPORTS = {
     "loss_fitness": ".evaluate",
+    "TrainLoss": ".evaluate",
     "REGISTRY": ".rules",
     "RULES": ".rules",
     "Rule": ".rules",
@@ -29,6 +30,7 @@ __all__ = [
     "Rule",
     "Swarm",
     "SwarmDivergedError",
+    "TrainLoss",
     "loss_fitness",
     "particle_groups",
 ]

@@ -273,6 +273,8 @@ class Monitor:
         self, strategy: Strategy, model: nn.Module, before: dict[str, Any]
     ) -> dict[str, Any] | None:
         rounds = strategy.history
+        if len(rounds) > self.logged_rounds:  # an async round that landed after the last step
+            self._log_rounds(strategy, strategy.step)
         # every rank's seconds held up by rounds, steps skipped (--stragglers skip), and a digest
         # of the model it ends with (the same on every rank, or finalize went wrong)
         mine = (sum(r["blocked_seconds"] for r in rounds), strategy.skipped, weights_digest(model))

@@ -132,12 +132,17 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
         dynamic_ncols=True,
     )
     logged = 0
-    for until in [*range(every, total, every), total]:
-        run_together(world, swarm, until)
+
+    def log_rounds() -> None:
+        nonlocal logged
         for i, record in enumerate(swarm[0].swarm.history[logged:], start=logged):
             leaders = [p.swarm.history[i]["leader"] for p in swarm]
             log.write({"type": "round", **record, "leaders": leaders})
         logged = len(swarm[0].swarm.history)
+
+    for until in [*range(every, total, every), total]:
+        run_together(world, swarm, until)
+        log_rounds()
         log.write(
             {
                 "type": "eval",
@@ -148,7 +153,10 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
         )
         bar.update(until - bar.n)
     bar.close()
-    final = _evaluate(swarm, task)
+    for particle in swarm:  # an async round still in flight lands, as in a real run
+        particle.swarm.flush()
+    log_rounds()
+    final = _evaluate(swarm, task, final=True)
     data = task.data
     probs = torch.stack([predict_proba(p.model, data.x_test) for p in swarm])
     best = swarm[final["best_particle"]]
@@ -179,12 +187,19 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
     return summary
 
 
-def _evaluate(swarm: list[Particle], task: Task) -> dict[str, Any]:
-    """Per-particle accuracy and fitness; the selected (best-fitness) particle's accuracy."""
+def _evaluate(swarm: list[Particle], task: Task, final: bool = False) -> dict[str, Any]:
+    """Per-particle accuracy and (held-out) fitness; the selected particle's accuracy, selected
+    by held-out fitness while training (as the monitor does) and, at the end, by the swarm's own
+    fitness (as ``Swarm.finalize`` does: the training loss under ``--fitness train-loss``)."""
     test = [accuracy(p.model, task.data.x_test, task.data.y_test) for p in swarm]
     train = [accuracy(p.model, task.x_eval, task.y_eval) for p in swarm]
     fits = [p.fitness_now() for p in swarm]
-    best = rules.elect_leader(torch.tensor(fits, dtype=torch.float64)) or 0
+    chosen_by = fits
+    if final:
+        chosen_by = [
+            fitness_value(p.swarm.fitness, p.model, flatten_weights(p.model)) for p in swarm
+        ]
+    best = rules.elect_leader(torch.tensor(chosen_by, dtype=torch.float64)) or 0
     weights = torch.stack([flatten_weights(p.model) for p in swarm])
     return {
         "test_accuracy": test,

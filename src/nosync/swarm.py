@@ -246,6 +246,8 @@ class Swarm(StepHook):
             pending.outcome, pending.comm = pending.future.result()
         seconds, nbytes = self.transport.seconds, self.transport.bytes
         record = self.round.apply(pending.outcome, self.step - pending.step)
+        if self.train_loss is not None and self.particle in record["reset"]:
+            self.train_loss.take()  # losses of the diverged weights do not count against the new
         record["seconds"] = time.perf_counter() - pending.started
         finishing = time.perf_counter() - start
         self.blocked_seconds += finishing
