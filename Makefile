@@ -23,7 +23,7 @@ run: $(VENV)/.base
 
 test: $(VENV)/.dev
 	$(PY) -m ruff check src tests benchmarks examples
-	$(PY) -m pytest -n 3
+	$(PY) -m pytest -n 3 --durations=10
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check src tests benchmarks examples

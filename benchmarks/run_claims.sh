@@ -52,4 +52,12 @@ nosync compare --strategies 'localsgd:period=10' localsgd 'localsgd:period=50' \
     'nosync-elastic:pressure=0.03,period=10,diversity=true' \
     --workers 4 --seeds 2 --dataset fashion-mnist --model mlp --epochs 3 --threads 1 \
     --evals 30 --target 0.8702 --quiet --out $R/rules-sweep > /dev/null
+nosync compare --strategies 'diloco:outer_lr=0.7,outer_momentum=0.5' \
+    'diloco:outer_lr=1.0,outer_momentum=0.5' 'diloco:outer_lr=0.5,outer_momentum=0.9,period=50' \
+    --workers 4 --seeds 2 --dataset fashion-mnist --model mlp --epochs 3 --threads 1 \
+    --evals 30 --target 0.8702 --quiet --out $R/rules-sweep-diloco > /dev/null
+nosync compare --strategies 'localsgd:period=10' 'diloco:outer_lr=0.7,outer_momentum=0.5' \
+    'nosync-weighted:temperature=0.1,pressure=1.0,period=10' --workers 8 --seeds 2 \
+    --dataset fashion-mnist --model mlp --epochs 3 --threads 1 --evals 30 --target 0.8702 \
+    --quiet --out $R/rules-n8 > /dev/null
 step done
