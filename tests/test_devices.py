@@ -4,12 +4,12 @@ is ``tests/test_gpu.py`` (``pytest -m gpu``, skipped here)."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from test_round import in_threads
 from torch import nn
 
 from nosync import LocalWorld, Swarm
@@ -111,24 +111,6 @@ class SkippingScaler:
         pass
 
 
-def _in_threads(particles: int, fn: Any) -> list[Any]:
-    world, out = LocalWorld(particles, timeout=20), [None] * particles
-
-    def work(i: int) -> None:
-        try:
-            out[i] = fn(world.endpoint(i), i)
-        except BaseException as err:  # noqa: BLE001 - returned to the test
-            out[i] = err
-            world.abort()
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(particles)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(40)
-    return out
-
-
 def _scaled_loop(endpoint: Any, i: int, make_scaler: Any, count: str = "optimizer") -> Any:
     torch.manual_seed(0)
     model = nn.Linear(4, 3)
@@ -166,7 +148,7 @@ def _scaled_loop(endpoint: Any, i: int, make_scaler: Any, count: str = "optimize
     ids=["fake-scaler", "torch-gradscaler", "manual-count"],
 )
 def test_skipped_optimizer_steps_do_not_desynchronise_rounds(make_scaler: Any, count: str) -> None:
-    got = _in_threads(2, lambda ep, i: _scaled_loop(ep, i, make_scaler, count))
+    got = in_threads(2, lambda ep, i: _scaled_loop(ep, i, make_scaler, count))
     assert not any(isinstance(g, BaseException) for g in got), got
     (steps0, rounds0, skipped0), (steps1, rounds1, _) = got
     assert skipped0 >= 2  # particle 0 really skipped optimizer steps
