@@ -186,16 +186,16 @@ def test_a_slow_rank_is_slower(tmp_path) -> None:
 
 
 def test_a_straggler_skips_batches_and_the_fast_rank_trains_every_step(tmp_path) -> None:
-    """``--stragglers skip`` with ``slow@1:3``: the slow rank drops batches to keep the fast
+    """``--stragglers skip`` with ``slow@1:4``: the slow rank drops batches to keep the fast
     rank's pace (counts, not timings), every rank meets every round, and every rank ends with
     the same selected model."""
     out = tmp_path / "run"
-    flags = ["--round", "async", "--inject", "slow@1:3", "--stragglers", "skip"]
+    flags = ["--round", "async", "--inject", "slow@1:4", "--stragglers", "skip"]
     result = nosync("train", *FLAGS, "--steps", "300", *flags, "--out", str(out))
     assert result.returncode == 0, result.stderr
     s = summary(out)
     fast, slow = s["skipped_steps_per_rank"]
-    assert slow > 50 and fast < slow / 2, s["skipped_steps_per_rank"]  # ~2/3 of 300 expected
+    assert slow > 50 and fast < slow / 2, s["skipped_steps_per_rank"]  # ~3/4 of 300 expected
     assert s["sync_rounds"] == 30 and s["stragglers"] == "skip"
     assert len(set(s["final_sha256_per_rank"])) == 1  # every rank holds the selected model
     evals = [r for r in read_metrics(out / "metrics.jsonl") if r["type"] == "eval"]

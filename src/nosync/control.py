@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -83,7 +84,8 @@ class Pacer:
 
     It times this rank's *trained* steps (their own time: waiting for other ranks in a round
     and evaluations left out) and each vote tells every rank the fastest rank's trained step
-    time.  A rank whose trained steps are ``STRAGGLER`` times slower than the fastest's at two
+    time: the median since the last vote, so that a few steps stretched by the machine (a
+    descheduled process) do not hide a rank that is slow at every step.  A rank whose trained steps are ``STRAGGLER`` times slower than the fastest's at two
     votes in a row is a straggler.  From the vote's end (the same moment on every rank) it
     projects the fastest rank's step at that pace and skips batches while it lags by more than
     ``SKIP_SLACK`` steps.  The projection leaves out the fastest rank's own overheads (rounds,
@@ -94,15 +96,16 @@ class Pacer:
     def __init__(self) -> None:
         self.anchor: tuple[int, float, float] | None = None  # vote step, its end, fastest pace
         self.straggler = self._slower = False
-        self.busy, self.trained = 0.0, 0
+        self.times: list[float] = []  # trained steps' own seconds since the last vote
 
     def timed(self, seconds: float) -> None:
         """One trained step took ``seconds`` on this rank (an injected slowdown included)."""
-        self.busy, self.trained = self.busy + seconds, self.trained + 1
+        self.times.append(seconds)
 
     def busy_pace(self) -> float:
-        pace = self.busy / self.trained if self.trained else math.inf
-        self.busy, self.trained = 0.0, 0
+        """This rank's typical trained step since the last vote (inf: it trained none)."""
+        pace = statistics.median(self.times) if self.times else math.inf
+        self.times = []
         return pace
 
     def agreed(self, step: int, ended: float, own: float, fastest: float) -> None:
