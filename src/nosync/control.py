@@ -85,8 +85,9 @@ class Pacer:
     It times this rank's *trained* steps (their own time: waiting for other ranks in a round
     and evaluations left out) and each vote tells every rank the fastest rank's trained step
     time: the median since the last vote, so that a few steps stretched by the machine (a
-    descheduled process) do not hide a rank that is slow at every step.  A rank whose trained steps are ``STRAGGLER`` times slower than the fastest's at two
-    votes in a row is a straggler.  From the vote's end (the same moment on every rank) it
+    descheduled process) do not hide a rank that is slow at every step.  A rank whose trained
+    steps are ``STRAGGLER`` times slower than the fastest's at two votes in a row is a
+    straggler.  From the vote's end (the same moment on every rank) it
     projects the fastest rank's step at that pace and skips batches while it lags by more than
     ``SKIP_SLACK`` steps.  The projection leaves out the fastest rank's own overheads (rounds,
     evaluations), so a straggler runs slightly ahead and waits at the next collective itself,
