@@ -236,6 +236,12 @@ def wrong_width():
     return nn.Linear(5, 3)
 
 
+def frozen(input_shape, classes):
+    net = nn.Sequential(nn.Flatten(), nn.LazyLinear(classes))
+    net(torch.zeros(1, *input_shape))
+    return net.requires_grad_(False)
+
+
 def vector_loss(output, target):
     return F.cross_entropy(output, target, reduction="none")
 

@@ -23,6 +23,7 @@ CASES = [
     (["--model", "{m}:missing"], "has no attribute 'missing'"),
     (["--model", "{m}:not_a_module"], "model: {m}:not_a_module returned a int, not a torch"),
     (["--model", "{m}:wrong_width", "--dataset", "{m}:waves"], "dataset: samples of shape (12, 2)"),
+    (["--model", "{m}:frozen"], "model: {m}:frozen has no trainable parameters"),
     (["--dataset", "{m}:not_datasets"], "dataset: {m}:not_datasets returned a int"),
     (["--model", "{m}:gru", "--dataset", "{m}:waves", "--loss", "{m}:vector_loss"], "loss: "),
     (["--model", "cnn2"], "argument --model: invalid choice: 'cnn2'"),

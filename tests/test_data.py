@@ -179,3 +179,25 @@ def test_fashion_mnist_from_the_debian_package(monkeypatch) -> None:
     data = load_dataset("fashion-mnist", None, train_subset=1000)
     assert data.classes == 10 and data.input_shape == (1, 28, 28)
     assert len(data.y_train) == 1000 and len(data.y_test) == 10_000
+
+
+def test_digits_is_cached_after_the_first_load_and_a_bad_cache_is_reloaded(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The cache (so that ranks need not import scikit-learn) holds the very same split, and a
+    corrupt cache file is read past, not trusted."""
+    import sys
+
+    monkeypatch.setenv("NOSYNC_CACHE", str(tmp_path / "cache"))
+    first = load_dataset("digits")
+    (cached,) = (tmp_path / "cache").glob("digits-sklearn-*.npz")
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # importing it would now fail
+    again = load_dataset("digits")
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(first, key), getattr(again, key))
+    cached.write_bytes(b"not an npz")
+    monkeypatch.delitem(sys.modules, "sklearn.datasets")
+    reloaded = load_dataset("digits")
+    assert torch.equal(first.x_train, reloaded.x_train)
+    with np.load(cached) as fixed:  # and the cache was written again, whole
+        assert len(fixed["y_train"]) == len(first.y_train)

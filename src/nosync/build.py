@@ -197,7 +197,11 @@ def check(cfg: TrainConfig) -> Task:
     """Before any worker starts: load everything once and push two samples through the model
     and the loss, so that a user piece that does not fit fails in one line naming its flag."""
     t = task(cfg)
-    optimizer(cfg, model(cfg, t, 0), cfg.lr)  # and parameters an optimizer takes
+    net = model(cfg, t, 0)
+    # what an optimizer needs, checked without building one (the first optimizer imports
+    # torch._dynamo: seconds the launcher would spend on every run)
+    if not any(p.requires_grad for p in net.parameters()):
+        raise UserError(f"model: {cfg.model} has no trainable parameters")
     return t
 
 

@@ -85,6 +85,18 @@ def load_dataset(name: str, data_dir: str | None = None, train_subset: int = 0) 
 
 
 def _digits() -> dict[str, np.ndarray]:
+    """scikit-learn's digits, split 80/20 (stratified, fixed seed).  The split is cached as an
+    ``.npz`` (keyed by scikit-learn's version), because importing scikit-learn costs every rank
+    and the launcher a second or two of CPU per run; a cache that cannot be read or written is
+    ignored."""
+    from importlib.metadata import version
+
+    cache = _cache_dir() / f"digits-sklearn-{version('scikit-learn')}.npz"
+    try:
+        with np.load(cache) as saved:
+            return {key: saved[key] for key in IDX_FILES}
+    except (OSError, ValueError, KeyError):
+        pass
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -93,7 +105,24 @@ def _digits() -> dict[str, np.ndarray]:
     x_train, x_test, y_train, y_test = train_test_split(
         x, bunch.target, test_size=0.2, random_state=0, stratify=bunch.target
     )
-    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    try:  # written whole, then renamed: a concurrent reader sees all of it or nothing
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        part = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        with open(part, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(part, cache)
+    except OSError:
+        pass
+    return arrays
+
+
+def _cache_dir() -> Path:
+    """``$NOSYNC_CACHE``, else ``$XDG_CACHE_HOME/nosync``, else ``~/.cache/nosync``."""
+    if os.environ.get("NOSYNC_CACHE"):
+        return Path(os.environ["NOSYNC_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "nosync"
 
 
 SYSTEM_DATA = Path("/usr/share/datasets")  # where Debian's dataset-* packages install

@@ -31,15 +31,14 @@ from .errors import UserError
 
 INTERRUPTED = 130  # the shell's status for a run stopped by Ctrl+C
 # imported once by the fork server the ranks start from (torch._dynamo is what the first
-# optimizer imports; scikit-learn's datasets are what `digits` needs): seconds per rank saved
+# optimizer imports): seconds per rank saved.  Not scikit-learn: `digits` is read from the
+# cache the launcher's preflight fills (data._digits)
 PRELOAD = [
     "nosync._forkserver_lifeline",  # first: the fork server dies with the launcher
     "torch",
     "torch.distributed",
     "torch._dynamo",
     "torch.nn.parallel",
-    "sklearn.datasets",
-    "sklearn.model_selection",
     "nosync.train",
 ]
 
