@@ -131,6 +131,12 @@ def test_async_rounds_land_late_and_resume_exactly_with_a_round_in_flight(tmp_pa
     assert all(torch.equal(cut[k], ref[k]) for k in ref)
     rounds = [r for r in read_metrics(tmp_path / "whole" / "metrics.jsonl") if r["type"] == "round"]
     assert [r["applied_step"] - r["step"] for r in rounds[:-1]] == [4] * (len(rounds) - 1)
+    # the resumed log has every round once, with the distances the whole run logged (a round's
+    # distances arrive with the next round's fitness, across the checkpoint too)
+    logged = [r for r in read_metrics(tmp_path / "cut" / "metrics.jsonl") if r["type"] == "round"]
+    assert [r["round"] for r in logged] == [r["round"] for r in rounds] == list(range(1, 81))
+    assert [r["distance"] for r in logged] == [r["distance"] for r in rounds]
+    assert all(d is not None for r in rounds for d in r["distance"])
     s = summary(tmp_path / "whole")
     assert 0 <= s["blocked_seconds"] <= s["sync_seconds"]
     assert len(s["blocked_seconds_per_rank"]) == 2

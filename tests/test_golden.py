@@ -54,7 +54,7 @@ SIMULATE = ["--particles", "4", "--rule", "leader", "--init", "different"]
 GOLDEN: dict[str, str] = {
     "leader": "c8aad972f157bee340aa5889",
     "pso-different-init": "6f3659cf60ecc91adb29ce6a",
-    "elastic-linear": "e3e048458d442dfe4ff7f94a",
+    "elastic-linear": "6623217fc26079247f6f9a48",
     "none": "61a1cbc5708a5657f74553a0",
     "leader-ring": "9a9699340a5727b593c1fc2e",
     "pso-random-k-bf16": "b448d8547b7eec1f54cbb716",
@@ -62,7 +62,7 @@ GOLDEN: dict[str, str] = {
     "single": "185fe769b8de47ba393bd97a",
     "ddp": "5a0a2de1e6e336f35df7872f",
     "localsgd": "66db1edf1a77bfc00680987e",
-    "easgd": "bf669c28bcdc017747475642",
+    "easgd": "8740af7d8c8bae1e996a0c20",
     "simulate": "e54fa8d036493d7d0ca268fb",
 }
 

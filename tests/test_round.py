@@ -135,6 +135,7 @@ def test_leader_round_resets_a_nan_particle_with_the_leaders_integer_buffers() -
         before = flatten_weights(model).clone()
         swarm = Swarm(model, opt, lambda m: fitness[i], period=5, pressure=0.5, transport=endpoint)
         record = swarm.sync()
+        swarm.settle()  # its distances (they come with the next round's fitness otherwise)
         return {
             "record": record,
             "before": before,
@@ -155,6 +156,51 @@ def test_leader_round_resets_a_nan_particle_with_the_leaders_integer_buffers() -
         assert torch.allclose(out[i]["after"], expected, atol=1e-6)  # (lerp rounds otherwise)
         assert out[i]["state"] > 0 and out[i]["tracked"] == i + 1
     assert record["distance"][1] == 0.0 and record["distance"][2] is None
+
+
+@pytest.mark.parametrize(
+    ("rule", "anchor", "message"),
+    [("leader", 0.0, ["all_gather", "broadcast"]), ("elastic", 1.0, ["all_reduce"])],
+)
+def test_distances_ride_with_the_next_rounds_message(rule, anchor, message) -> None:
+    """A round's distances cost no collective of their own: they arrive with the next round's
+    fitness (leader) or sum (elastic), and the last ones with ``settle``."""
+
+    def particle(endpoint: Any, i: int) -> dict:
+        calls: list[str] = []
+        for name in ("all_gather", "all_reduce", "broadcast", "exchange"):
+            real = getattr(endpoint, name)
+            setattr(endpoint, name, lambda *a, _r=real, _n=name: (calls.append(_n), _r(*a))[1])
+        model = nn.Linear(3, 2)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float(i))  # particle i sits at (i, i, ..., i)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        swarm = Swarm(model, opt, lambda m: float(i), pressure=0.5, rule=rule, transport=endpoint)
+        first = swarm.sync()
+        pending = first["distance"], swarm.settled
+        done = len(calls)
+        second = swarm.sync()
+        second_calls = calls[done:]
+        first_distances = list(first["distance"])
+        swarm.settle()
+        return {
+            "pending": pending,
+            "second_calls": second_calls,
+            "first": first_distances,
+            "second": second["distance"],
+            "settled": swarm.settled,
+        }
+
+    out = in_threads(3, particle)
+    root8 = math.sqrt(8)  # 8 weights: a unit apart in each is sqrt(8) apart
+    for o in out:
+        assert o["pending"] == (None, 0)  # not known yet, not logged yet
+        assert o["second_calls"] == message  # the round's own message, nothing else
+        assert o["first"] == pytest.approx([root8 * abs(i - anchor) for i in range(3)])
+        # after a pull of 0.5 toward the anchor, every particle is halfway there
+        assert o["second"] == pytest.approx([root8 * abs(i - anchor) / 2 for i in range(3)])
+        assert o["settled"] == 2
 
 
 def test_every_particle_diverged_is_a_clear_error() -> None:
@@ -178,7 +224,9 @@ def test_rules_without_fitness_never_evaluate_it() -> None:
 
         before = flatten_weights(model).clone()
         swarm = Swarm(model, opt, fitness, pressure=1.0, rule="elastic", transport=endpoint)
-        return swarm.sync(), before, flatten_weights(model)
+        record, after = swarm.sync(), flatten_weights(model).clone()
+        swarm.settle()
+        return record, before, after
 
     out = in_threads(3, particle)
     mean = torch.stack([b for _, b, _ in out]).mean(0)
@@ -197,13 +245,19 @@ def test_elastic_finds_a_diverged_particle_through_the_sum_and_resets_it() -> No
         before = flatten_weights(model).clone()
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         swarm = Swarm(model, opt, lambda m: 0.0, pressure=0.5, rule="elastic", transport=endpoint)
-        return swarm.sync(), before, flatten_weights(model)
+        record, after = swarm.sync(), flatten_weights(model).clone()
+        swarm.settle()
+        return record, before, after
 
     out = in_threads(3, particle)
     mean = (out[0][1] + out[2][1]) / 2  # particle 1 does not count
     assert torch.allclose(out[1][2], mean)  # and restarts at the mean
     assert torch.allclose(out[0][2], out[0][1] + 0.5 * (mean - out[0][1]))
     assert all(o[0]["reset"] == [1] for o in out)
+    # the restarted particle has no distance (it restarted rather than pulled)
+    expected = [float(torch.linalg.vector_norm(out[i][1] - mean)) for i in (0, 2)]
+    distance = out[0][0]["distance"]
+    assert distance[1] is None and distance[::2] == pytest.approx(expected)
 
 
 def test_none_rounds_cost_no_collective() -> None:

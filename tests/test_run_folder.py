@@ -75,6 +75,18 @@ def test_truncate_drops_a_torn_last_line_but_not_a_broken_middle(tmp_path) -> No
         truncate_metrics(path, 20)
 
 
+def test_truncate_drops_rounds_the_checkpoint_had_not_logged(tmp_path) -> None:
+    """A round is logged steps after its own step (its distances come with the next round):
+    rounds past the checkpoint's count go even when their step is before the checkpoint, or
+    the resumed run would log them twice."""
+    path = tmp_path / "metrics.jsonl"
+    records = [{"type": "round", "round": n, "step": 10 * n} for n in (1, 2)]
+    records += [{"type": "eval", "step": 20}, {"type": "eval", "step": 30}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    truncate_metrics(path, 20, rounds=1)
+    assert read_metrics(path) == [records[0], records[2]]
+
+
 def test_resume_after_a_torn_metrics_line_succeeds(finished) -> None:
     metrics = finished / "metrics.jsonl"
     with open(metrics, "a", encoding="utf-8") as handle:

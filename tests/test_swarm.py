@@ -34,6 +34,7 @@ def _election(rank: int, world: int) -> dict:
     # rank 1 and 3 tie for the best fitness: the tie goes to the lowest index
     swarm = Swarm(model, opt, fixed_fitness([0.5, 0.1, 0.05, 0.1]), period=10, pressure=0.5)
     record = swarm.sync()
+    swarm.settle()  # its distances (they come with the next round's fitness otherwise)
     lead = flatten_weights(model).clone() if rank == 1 else torch.empty_like(before)
     dist.broadcast(lead, src=1)
     after = flatten_weights(model)

@@ -49,6 +49,9 @@ def test_every_output_file_is_written(default_swarm) -> None:
         "comm_bytes",
     } <= set(rounds[0])
     assert len(rounds[0]["fitness"]) == 4 and len(rounds[0]["distance"]) == 4
+    # every round's distances arrived (with the next round's fitness; the last with finalize's)
+    assert [r["round"] for r in rounds] == list(range(1, len(rounds) + 1))
+    assert all(d is not None for r in rounds for d in r["distance"])
     assert len(evals) >= summary(out)["epochs"] and len(evals[-1]["test_accuracy"]) == 4
     final = torch.load(out / "final.pt", weights_only=False)
     assert final["config"]["workers"] == 4 and final["state_dict"]

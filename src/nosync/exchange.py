@@ -5,8 +5,12 @@
 - :meth:`Exchange.leader_weights`: the (local) leader's weights, sent in the exchange dtype (the
   leader keeps its exact weights);
 - :meth:`Exchange.live_sum`: a sum over the live particles, which finds out who diverged only
-  when the sum says somebody did (rules without fitness pay nothing for it otherwise);
-- :meth:`Exchange.distances`: every particle's distance to its pull target, for the log.
+  when the sum says somebody did (rules without fitness pay nothing for it otherwise).
+
+Every particle's distance to its pull target (for the log) costs no collective of its own: each
+particle's distance at one round rides along with the next round's message (the fitness, or the
+sum of a rule without fitness: :func:`carrier` slots) and with ``Swarm.finalize``'s fitness
+after the last round.  In a neighbourhood only the particle's own is known (:func:`own_only`).
 """
 
 from __future__ import annotations
@@ -52,20 +56,31 @@ class Exchange:
     def _scalar(self, value: float) -> Tensor:
         return torch.tensor([value], dtype=F64, device=self.device)
 
-    def fitness(self, fit: float, hood: Neighbourhood | None, aux: float = math.nan) -> Plan:
-        """Every known particle's fitness, and a second signal riding along (the mean training
-        loss, for the log) in the same message."""
+    def fitness(
+        self,
+        fit: float,
+        hood: Neighbourhood | None,
+        aux: float = math.nan,
+        carried: float = math.nan,
+    ) -> tuple[Plan, list[float | None] | None]:
+        """Every known particle's fitness, with two signals riding along in the same message:
+        ``aux`` (the mean training loss, for the log) and ``carried`` (this particle's distance
+        at the previous round).  Returns the plan and every particle's carried value (``all``
+        only; ``None`` in a neighbourhood, which carries nothing)."""
         t = self.transport
-        mine = torch.tensor([fit, aux], dtype=F64, device=self.device)
+        mine = torch.tensor([fit, aux, carried], dtype=F64, device=self.device)
         if hood is None:
-            rows = dict(enumerate(t.all_gather(mine).view(-1, 2).tolist()))
-        else:
-            got = {j: torch.empty(2, dtype=F64, device=self.device) for j in hood.ins}
-            t.exchange({j: mine for j in hood.outs}, got)
-            rows = {t.particle: [fit, aux], **{j: v.tolist() for j, v in got.items()}}
-        known = {i: row[0] for i, row in rows.items()}
-        extra = {i: row[1] for i, row in rows.items()}
-        return planner.plan(t.particle, t.particles, known, everyone=hood is None, aux=extra)
+            rows = t.all_gather(mine).view(-1, 3).tolist()
+            known = {i: row[0] for i, row in enumerate(rows)}
+            extra = {i: row[1] for i, row in enumerate(rows)}
+            plan = planner.plan(t.particle, t.particles, known, everyone=True, aux=extra)
+            return plan, [planner.finite_or_none(row[2]) for row in rows]
+        got = {j: torch.empty(3, dtype=F64, device=self.device) for j in hood.ins}
+        t.exchange({j: mine for j in hood.outs}, got)
+        rows_by = {t.particle: [fit, aux], **{j: v.tolist() for j, v in got.items()}}
+        known = {i: row[0] for i, row in rows_by.items()}
+        extra = {i: row[1] for i, row in rows_by.items()}
+        return planner.plan(t.particle, t.particles, known, everyone=False, aux=extra), None
 
     def health(self, own: Tensor) -> Plan:
         """Who diverged (non-finite weights), for rules that exchange no fitness."""
@@ -119,16 +134,25 @@ class Exchange:
         lead = own if leader == me else recv[leader].to(own.dtype)
         return lead, got_ints.get(leader) if ints.numel() else None
 
-    def live_sum(self, t: Tensor, own: Tensor, plan: Plan) -> tuple[Tensor, Plan]:
-        """The sum of ``t`` over the particles that have not diverged (they add zeros).
+    def live_sum(
+        self, t: Tensor, own: Tensor, plan: Plan, extra: Tensor | None = None
+    ) -> tuple[Tensor, Plan, Tensor | None]:
+        """The sum of ``t`` over the particles that have not diverged (they add zeros), and the
+        sum of ``extra`` (finite :func:`carrier` slots, sent by every particle) in the same
+        message.
 
         Without fitness nobody knows who diverged; a non-finite sum (the same on every rank)
         tells, and only then the particles exchange who they are and sum again.
         """
-        total = self.transport.all_reduce(torch.zeros_like(t) if plan.me_diverged else t)
+        sent = torch.zeros_like(t) if plan.me_diverged else t
+        if extra is not None:
+            sent = torch.cat([sent.reshape(-1), extra.to(sent.dtype)])
+        total = self.transport.all_reduce(sent)
+        total, summed = (total, None) if extra is None else (total[: t.numel()], total[t.numel() :])
+        total = total.view_as(t)
         if plan.known or bool(torch.isfinite(total).all()):
-            return total, plan
-        return self.live_sum(t, own, self.health(own))
+            return total, plan, summed
+        return self.live_sum(t, own, self.health(own), extra)
 
     def check_same_shapes(self, tensors: list[Tensor]) -> None:
         """Fail on every particle, before a collective of mismatched sizes hangs, when the
@@ -144,11 +168,24 @@ class Exchange:
             sizes = ", ".join(f"particle {i}: {g[0]} values" for i, g in enumerate(gathered))
             raise ValueError(f"model: the particles' models differ in shape ({sizes})")
 
-    def distances(self, own_distance: float) -> list[float | None]:
-        """Every particle's distance (``all``), or only ours (no global view in a neighbourhood)."""
+    def carrier(self, value: float) -> Tensor:
+        """This particle's slots of a summed message that carries one value (>= 0) per particle:
+        zeros but its own, which holds the value (``-1``: none; always finite, so the sum stays
+        a test of divergence).  Every particle sends its slots, a diverged one too."""
         t = self.transport
-        if self.everyone:
-            values = t.all_gather(self._scalar(own_distance)).tolist()
-        else:
-            values = [own_distance if i == t.particle else math.nan for i in range(t.particles)]
-        return [planner.finite_or_none(d) for d in values]
+        slots = torch.zeros(t.particles, dtype=F64, device=self.device)
+        slots[t.particle] = value if math.isfinite(value) else -1.0
+        return slots
+
+    def own_only(self, distance: float) -> list[float | None]:
+        """A neighbourhood has no global view: this particle's distance, ``None`` for the rest."""
+        t = self.transport
+        return [
+            planner.finite_or_none(distance) if i == t.particle else None
+            for i in range(t.particles)
+        ]
+
+
+def uncarry(summed: Tensor) -> list[float | None]:
+    """Every particle's value from summed :meth:`Exchange.carrier` slots."""
+    return [v if v >= 0 else None for v in summed.double().tolist()]

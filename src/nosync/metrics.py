@@ -98,13 +98,17 @@ def _parses(line: str) -> bool:
         return False
 
 
-def truncate_metrics(path: str | Path, step: int) -> None:
+def truncate_metrics(path: str | Path, step: int, rounds: int | None = None) -> None:
     """After a resume from ``step``: drop what the interrupted run logged past it, and a torn
-    last line."""
+    last line.  A round is logged when its record is final, which can be steps after the
+    round's own ``step`` (an async pull, the distances that come with the next round): with
+    ``rounds``, the rounds the checkpoint had logged, the later ones go too."""
     kept = [
         r
         for r in read_metrics(path, torn_tail=True)
-        if r.get("step", 0) <= step and r.get("type") != "final"
+        if r.get("step", 0) <= step
+        and r.get("type") != "final"
+        and not (rounds is not None and r.get("type") == "round" and r["round"] > rounds)
     ]
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 

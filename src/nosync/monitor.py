@@ -93,13 +93,13 @@ class Monitor:
             self.eval_seconds = saved["eval_seconds"]
             self.train_start = now - saved["train_seconds"] - saved["eval_seconds"]
             self.wall_start -= saved["wall_seconds"]
-            self.logged_rounds = len(strategy.history)
+            self.logged_rounds = strategy.settled  # what the checkpointed run had logged
         if self.root:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out / "config.toml", self.cfg.to_toml())
             metrics = self.out / "metrics.jsonl"
             if resumed and metrics.exists():
-                truncate_metrics(metrics, start)
+                truncate_metrics(metrics, start, self.logged_rounds)
             self.log = loggers.attach(  # metrics.jsonl, and TensorBoard with --logger
                 MetricsLog(metrics, append=bool(resumed)),
                 self.cfg,
@@ -148,14 +148,15 @@ class Monitor:
     def after_step(self, strategy: Strategy, model: nn.Module) -> None:
         step = strategy.step
         self.bar.update(1)
-        if len(strategy.history) > self.logged_rounds:
+        if strategy.settled > self.logged_rounds:
             self._log_rounds(strategy, step)
         every = self.cfg.eval_every
         if (every and step % every == 0) or step % self.steps_per_epoch == 0 or step == self.total:
             self.evaluate(step, model, strategy)
 
     def _log_rounds(self, strategy: Strategy, step: int) -> None:
-        for record in strategy.history[self.logged_rounds :]:
+        """Log the rounds whose records are final (a round's distances come with the next)."""
+        for record in strategy.history[self.logged_rounds : strategy.settled]:
             if self.log:
                 self.log.write({"type": "round", **record})
             for particle in record["reset"] if self.root else []:
@@ -164,8 +165,8 @@ class Monitor:
                     f"step {record['step']}; reset to the leader, particle {record['leader']}",
                     file=sys.stderr,
                 )
-        self.logged_rounds = len(strategy.history)
-        last = strategy.history[-1]
+        self.logged_rounds = strategy.settled
+        last = strategy.history[self.logged_rounds - 1]
         finite = [f for f in last["fitness"] or [] if f is not None]
         if finite:
             memory = {}
@@ -273,7 +274,7 @@ class Monitor:
         self, strategy: Strategy, model: nn.Module, before: dict[str, Any]
     ) -> dict[str, Any] | None:
         rounds = strategy.history
-        if len(rounds) > self.logged_rounds:  # an async round that landed after the last step
+        if strategy.settled > self.logged_rounds:  # a round that landed or settled at the end
             self._log_rounds(strategy, strategy.step)
         # every rank's seconds held up by rounds, steps skipped (--stragglers skip), and a digest
         # of the model it ends with (the same on every rank, or finalize went wrong)

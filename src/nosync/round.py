@@ -11,6 +11,10 @@ training goes on (``--round async``):
 3. **rule**: the rule's anchor (the point it pulls toward), then its pull; a diverged particle
    restarts instead, with its optimizer and rule state cleared.
 
+The particle's distance to the anchor goes into the log, but with ``all`` particles it travels
+with the *next* round's message (``carry``): a round's record leaves with its distances unknown
+(``Outcome.awaits``) and the next round's outcome brings them (``Outcome.previous``).
+
 :meth:`Round.apply` then moves the live model: onto the new position when no step was taken
 since the snapshot (a blocking round, or a reset), else by the correction ``new - snapshot``,
 so that the steps taken meanwhile are kept.  Data-parallel particles: only the first rank
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .exchange import Exchange
+from .exchange import Exchange, uncarry
 from .planner import Neighbourhood, Plan
 from .records import RoundRecord, round_record
 from .rules import Exchanged, Rule
@@ -46,6 +50,8 @@ class Outcome:
     new: Tensor  # where the rule puts it (``own`` itself: no move)
     reset: bool = False  # diverged: restart at ``new``, optimizer state cleared
     ints: Tensor | None = None  # the integer buffers a reset takes along
+    awaits: bool = False  # the record's distances come with the next round (or the end)
+    previous: list[float | None] | None = None  # every particle's distance at the round before
 
     @property
     def moved(self) -> bool:
@@ -58,13 +64,17 @@ class Outcome:
             "new": self.new if self.moved else None,
             "reset": self.reset,
             "ints": self.ints,
+            "awaits": self.awaits,
+            "previous": self.previous,
         }
 
     @classmethod
     def from_state(cls, state: dict) -> Outcome:
         own = state["own"]
         new = own if state["new"] is None else state["new"]
-        return cls(state["record"], own, new, state["reset"], state["ints"])
+        outcome = cls(state["record"], own, new, state["reset"], state["ints"])
+        outcome.awaits, outcome.previous = state.get("awaits", False), state.get("previous")
+        return outcome
 
 
 class Round:
@@ -80,6 +90,7 @@ class Round:
         self.model, self.optimizer = model, optimizer
         self.rule, self.exchange, self.transport = rule, exchange, exchange.transport
         self._checked = False
+        self.carry = math.nan  # this particle's distance at the last round, sent with the next
 
     def compute(
         self,
@@ -94,14 +105,15 @@ class Round:
         ``fitness()`` gives this particle's fitness there (only asked if the rule uses it)."""
         self.check_shapes()
         hood = None if self.exchange.everyone else self.exchange.neighbourhood(number)
-        plan = self._plan(own, hood, step, fitness, train_loss)  # 1. who leads, who diverged
+        plan, previous = self._plan(own, hood, step, fitness, train_loss)  # 1. who leads
         me = self.transport.particle
         got = Exchanged(pressure, plan.known.get(me, math.inf), particle=me, known=plan.known)
         ints = None
         if self.rule.exchange == "leader":  # 2. what the rule needs
             got.leader, ints = self.exchange.leader_weights(self.model, own, plan, hood)
         elif self.rule.exchange == "sum":
-            plan = self._sum(own, plan, got)
+            plan, carried = self._sum(own, plan, got, hood is None and previous is None)
+            previous = carried if carried is not None else previous
         new, distance, target = own, math.nan, None
         if got.leader is not None or got.total is not None:  # 3. the rule moves the particle
             anchor, target = self.rule.anchor(own, got), self.rule.target
@@ -112,18 +124,22 @@ class Round:
                 distance = float(torch.linalg.vector_norm(own - anchor))
                 new = self.rule.pull(own, anchor, got)
         uses_fitness = self.rule.needs_fitness
+        awaits = target is not None and hood is None  # the distances come with the next round
         record = round_record(
             number,
             step,
             fitness=plan.fitness_list() if uses_fitness else None,
             leader=plan.leader if uses_fitness else None,
-            distance=None if target is None else self.exchange.distances(distance),
+            distance=None if target is None or hood is None else self.exchange.own_only(distance),
             target=target,
             pressure=got.pressure,
             reset=plan.resets,
             train_loss=plan.aux_list() if uses_fitness else None,
         )
-        return Outcome(record, own, new, plan.me_diverged and new is not own, ints)
+        self.carry = distance if awaits else math.nan
+        outcome = Outcome(record, own, new, plan.me_diverged and new is not own, ints)
+        outcome.awaits, outcome.previous = awaits, previous
+        return outcome
 
     def apply(self, outcome: Outcome | None, steps_since: int) -> RoundRecord:
         """Move the live model (see the module docstring); every rank of a particle calls this,
@@ -148,29 +164,35 @@ class Round:
         step: int,
         fitness: Callable[[], float],
         train_loss: float,
-    ) -> Plan:
+    ) -> tuple[Plan, list[float | None] | None]:
+        """The plan, and every particle's distance at the previous round when it rode along."""
         t = self.transport
         if not self.rule.needs_fitness:
-            return Plan(t.particle, t.particles, everyone=hood is None)
-        plan = self.exchange.fitness(fitness(), hood, train_loss)
+            return Plan(t.particle, t.particles, everyone=hood is None), None
+        plan, previous = self.exchange.fitness(fitness(), hood, train_loss, self.carry)
         if plan.leader is None and plan.everyone:
             raise SwarmDivergedError(
                 f"every particle diverged at step {step} (fitness {list(plan.known.values())})"
             )
-        return plan
+        return plan, previous
 
-    def _sum(self, own: Tensor, plan: Plan, got: Exchanged) -> Plan:
-        """Exchange ``sum``: the rule's contributions summed over the live particles."""
+    def _sum(
+        self, own: Tensor, plan: Plan, got: Exchanged, carry: bool
+    ) -> tuple[Plan, list[float | None] | None]:
+        """Exchange ``sum``: the rule's contributions summed over the live particles (and,
+        when ``carry``, the previous round's distances with them)."""
 
         def mean(t: Tensor) -> Tensor:
             nonlocal plan
-            total, plan = self.exchange.live_sum(t, own, plan)
+            total, plan, _ = self.exchange.live_sum(t, own, plan)
             return total / (self.transport.particles - len(plan.diverged))
 
         self.rule.prepare(own, mean)
-        got.total, plan = self.exchange.live_sum(self.rule.contribution(own, got), own, plan)
+        slots = self.exchange.carrier(self.carry) if carry else None
+        contribution = self.rule.contribution(own, got)
+        got.total, plan, summed = self.exchange.live_sum(contribution, own, plan, slots)
         got.alive = self.transport.particles - len(plan.diverged)
-        return plan
+        return plan, None if summed is None else uncarry(summed)
 
     def _reset(self, ints: Tensor | None) -> None:
         """A diverged particle: the leader's integer buffers (when the rule fetches a leader),

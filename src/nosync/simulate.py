@@ -18,6 +18,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +85,17 @@ class Particle:
 
 def run_together(world: LocalWorld, swarm: list[Particle], until: int) -> None:
     """Every particle trains to ``until`` in its own thread; the first failure is raised."""
+    together(world, swarm, lambda p: p.train(until))
+
+
+def together(world: LocalWorld, swarm: list[Particle], work_on: Callable[[Particle], Any]) -> None:
+    """``work_on(particle)`` for every particle, each in its own thread (so that their
+    collectives meet); the first failure is raised."""
     errors: list[BaseException] = []
 
     def work(p: Particle) -> None:
         try:
-            p.train(until)
+            work_on(p)
         except BaseException as err:  # noqa: BLE001 - re-raised in the caller
             errors.append(err)
             world.abort()
@@ -135,10 +142,11 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
 
     def log_rounds() -> None:
         nonlocal logged
-        for i, record in enumerate(swarm[0].swarm.history[logged:], start=logged):
+        settled = swarm[0].swarm.settled  # a round's distances come with the next round
+        for i, record in enumerate(swarm[0].swarm.history[logged:settled], start=logged):
             leaders = [p.swarm.history[i]["leader"] for p in swarm]
             log.write({"type": "round", **record, "leaders": leaders})
-        logged = len(swarm[0].swarm.history)
+        logged = settled
 
     for until in [*range(every, total, every), total]:
         run_together(world, swarm, until)
@@ -153,8 +161,8 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
         )
         bar.update(until - bar.n)
     bar.close()
-    for particle in swarm:  # an async round still in flight lands, as in a real run
-        particle.swarm.flush()
+    # an async round still in flight lands, as in a real run, and the last distances arrive
+    together(world, swarm, lambda p: p.swarm.settle())
     log_rounds()
     final = _evaluate(swarm, task, final=True)
     data = task.data

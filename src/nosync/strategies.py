@@ -123,6 +123,11 @@ class Strategy(StepHook):
         """The rounds so far (none for strategies without rounds)."""
         return []
 
+    @property
+    def settled(self) -> int:
+        """How many records of ``history`` are final (the monitor logs only those)."""
+        return len(self.history)
+
     def describe_selected(self) -> str:
         return "the model"
 
@@ -269,6 +274,10 @@ class SwarmStrategy(Strategy):
     @property
     def history(self) -> list[RoundRecord]:
         return self.swarm.history
+
+    @property
+    def settled(self) -> int:
+        return self.swarm.settled
 
     def describe_selected(self) -> str:
         if self.swarm.ingredients is not None:

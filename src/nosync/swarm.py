@@ -160,6 +160,7 @@ class Swarm(StepHook):
         self.final_fitness: list[float | None] | None = None
         self.select, self.bn_data = select, bn_data
         self.ingredients: list[int] | None = None  # the particles ``finalize`` averaged
+        self._awaiting = False  # the last record's distances come with the next round's message
 
     # ---- after every optimizer.step (while entered, see StepHook) --------------------------------
     def _after_step(self, *_: object) -> None:
@@ -246,6 +247,10 @@ class Swarm(StepHook):
             pending.outcome, pending.comm = pending.future.result()
         seconds, nbytes = self.transport.seconds, self.transport.bytes
         record = self.round.apply(pending.outcome, self.step - pending.step)
+        outcome = pending.outcome
+        if outcome is not None:  # the previous round's distances came with this one
+            self._settle(outcome.previous)
+            self._awaiting = outcome.awaits
         if self.train_loss is not None and self.particle in record["reset"]:
             self.train_loss.take()  # losses of the diverged weights do not count against the new
         record["seconds"] = time.perf_counter() - pending.started
@@ -258,6 +263,25 @@ class Swarm(StepHook):
         self.history.append(record)
         return record
 
+    def _settle(self, distances: list[float | None] | None) -> None:
+        if self._awaiting and distances is not None and self.history:
+            self.history[-1]["distance"] = distances
+        self._awaiting = False
+
+    @property
+    def settled(self) -> int:
+        """How many records of ``history`` are final: all but the last while its distances are
+        still to come (with the next round's message, or ``finalize``)."""
+        return len(self.history) - int(self._awaiting)
+
+    def settle(self) -> None:
+        """The last round's distances now, in one small all-gather (every head calls it), for
+        a caller that ends without ``finalize`` (``nosync simulate``)."""
+        self.flush()
+        if self._awaiting and self.is_head:
+            carry = torch.tensor([self.round.carry], dtype=torch.float64, device=self._device)
+            self._settle([finite_or_none(d) for d in self.transport.all_gather(carry).tolist()])
+
     # ---- the end ------------------------------------------------------------------------------
     def finalize(self) -> dict[str, Tensor]:
         """Every rank ends holding the selected model: the rule's own (EASGD's centre), else what
@@ -268,10 +292,11 @@ class Swarm(StepHook):
             own = flatten_weights(self.model)
             self.round.check_shapes()
             fit = fitness_value(self.fitness, self.model, own)
-            fits = self.transport.all_gather(
-                torch.tensor([fit], dtype=torch.float64, device=self._device)
-            )
-            best = rules.elect_leader(fits.cpu())
+            mine = torch.tensor([fit, self.round.carry], dtype=torch.float64, device=self._device)
+            rows = self.transport.all_gather(mine).view(-1, 2).cpu()  # + the last distances
+            self._settle([finite_or_none(d) for d in rows[:, 1].tolist()])
+            fits = rows[:, 0].contiguous()
+            best = rules.elect_leader(fits)
             if best is None:
                 raise SwarmDivergedError(f"every particle diverged (fitness {fits.tolist()})")
             self.final_fitness = [finite_or_none(f) for f in fits.tolist()]
@@ -355,6 +380,8 @@ class Swarm(StepHook):
             "comm_bytes": self.transport.bytes,
             "pending": None if pending is None else pending.state_dict(),
             "train_loss": None if self.train_loss is None else self.train_loss.state_dict(),
+            "carry": self.round.carry,
+            "awaiting": self._awaiting,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -365,6 +392,8 @@ class Swarm(StepHook):
         self._pending = Pending.from_state(state["pending"]) if state.get("pending") else None
         if self.train_loss is not None and state.get("train_loss"):
             self.train_loss.load_state_dict(state["train_loss"])
+        self.round.carry = float(state.get("carry", math.nan))
+        self._awaiting = bool(state.get("awaiting", False))
 
 
 def _check_count(scaler: Any, count: str) -> None:
