@@ -18,6 +18,11 @@ final accuracy in §1), final accuracy, the fast ranks' throughput kept, steps s
     python benchmarks/stragglers.py --seeds 0 1 2
 
 writes ``benchmarks/results/stragglers.json`` and prints Markdown tables.
+
+``--plan rules`` runs issue 9's target 2 with issue 10's rules instead: the `walltime-n2`
+protocol (N = 2, unslowed) for `single`, `localsgd` at periods 25 and 10, and the async swarm
+with the `leader` rule (the default) and with `weighted` (T 0.1, pressure 1, period 10), into
+``benchmarks/results/walltime_rules.json``.
 """
 
 from __future__ import annotations
@@ -40,7 +45,13 @@ CONFIGS = {
     "nosync-blocking": ["--strategy", "nosync", "--round", "blocking", "--fitness", "held-out"],
     "nosync-async": [*SWARM, "--stragglers", "wait"],
     "nosync-async-skip": [*SWARM, "--stragglers", "skip"],
-}
+    # issue 10's tuned baseline and best swarm rule (RESULTS §14); later flags win
+    "localsgd-p10": ["--strategy", "localsgd", "--period", "10"],
+    "nosync-weighted": [
+        *SWARM, "--stragglers", "wait", "--rule", "weighted", "--temperature", "0.1",
+        "--pressure", "1.0", "--period", "10",
+    ],
+}  # fmt: skip
 # (config, workers, slowed): the order they run in for every seed
 PLAN = [
     ("single", 1, False),
@@ -57,6 +68,14 @@ PLAN = [
     ("ddp", 4, True),
     ("nosync-async-skip", 4, True),
 ]
+RULES_PLAN = [
+    ("single", 1, False),
+    ("localsgd", 2, False),
+    ("localsgd-p10", 2, False),
+    ("nosync-async", 2, False),
+    ("nosync-weighted", 2, False),
+]
+PLANS = {"stragglers": (PLAN, "stragglers"), "rules": (RULES_PLAN, "walltime_rules")}
 
 
 def seconds_to_target(evals: list[dict]) -> float:
@@ -76,11 +95,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=3)
-    parser.add_argument("--out", default=str(HERE / "results" / "stragglers"))
+    parser.add_argument("--plan", choices=sorted(PLANS), default="stragglers")
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/<plan name>")
     args = parser.parse_args()
-    out, rows = Path(args.out), []
+    plan, name_of = PLANS[args.plan]
+    out, rows = Path(args.out or HERE / "results" / name_of), []
     for seed in args.seeds:
-        for name, workers, slowed in PLAN:
+        for name, workers, slowed in plan:
             # 30 evaluations per run: 59,488 training examples (512 held out for fitness)
             steps = round(args.epochs * 59488 / 32)
             flags = [
@@ -109,11 +130,11 @@ def main() -> None:
             )
             print(json.dumps(rows[-1]), flush=True)
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "stragglers.json").write_text(json.dumps(rows, indent=1) + "\n")
-    table(rows)
+    (HERE / "results" / f"{name_of}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    table(rows, plan)
 
 
-def table(rows: list[dict]) -> None:
+def table(rows: list[dict], plan: list[tuple[str, int, bool]]) -> None:
     def cell(name: str, workers: int, slowed: bool) -> list[dict]:
         return [
             r for r in rows if (r["config"], r["workers"], r["slowed"]) == (name, workers, slowed)
@@ -130,7 +151,7 @@ def table(rows: list[dict]) -> None:
         "\n| config | N | slowed | seconds to 87.02 % | test acc % | fast rank kept % of "
         "unslowed | steps skipped (slow rank) | blocked share % |\n" + "|---" * 8 + "|"
     )
-    for name, workers, slowed in PLAN:
+    for name, workers, slowed in plan:
         c = cell(name, workers, slowed)
         if not c:
             continue
