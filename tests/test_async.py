@@ -184,7 +184,8 @@ def test_a_slow_rank_is_slower(tmp_path) -> None:
     """``slow@RANK:FACTOR`` stretches that rank's steps (a count, not a timing: its share of the
     blocked time in a blocking swarm is what the fast rank waits for it)."""
     out = tmp_path / "run"
-    result = nosync("train", *FLAGS, "--inject", "slow@1:3", "--out", str(out))
+    flags = ["--round", "blocking", "--inject", "slow@1:4"]  # async rounds hide the wait
+    result = nosync("train", *FLAGS, *flags, "--out", str(out))
     assert result.returncode == 0, result.stderr
     s = summary(out)
     fast, slow = s["blocked_seconds_per_rank"]
