@@ -35,6 +35,10 @@ def test_simulate_agrees_with_a_real_run_of_four_particles(
         assert [f is None for f in a["fitness"]] == [f is None for f in b["fitness"]]
         known = [(f, g) for f, g in zip(a["fitness"], b["fitness"], strict=True) if f is not None]
         assert [f for f, _ in known] == pytest.approx([g for _, g in known], rel=1e-5)
+        # distances, the last round's too (they arrive with the next round, or at the end)
+        assert [d is None for d in a["distance"]] == [d is None for d in b["distance"]]
+        near = [(d, e) for d, e in zip(a["distance"], b["distance"], strict=True) if d is not None]
+        assert near and [d for d, _ in near] == pytest.approx([e for _, e in near], rel=1e-4)
     w_sim = torch.load(tmp_path / "s" / "final.pt", weights_only=False)["state_dict"]
     w_real = torch.load(tmp_path / "r" / "final.pt", weights_only=False)["state_dict"]
     for key in w_real:
