@@ -208,3 +208,14 @@ def test_compare_interrupted_in_its_first_cell_resumes(tmp_path: Path) -> None:
     again.send_signal(signal.SIGINT)
     _, err = again.communicate(timeout=120)
     assert again.returncode == 130 and "holds no comparison" not in err, err
+
+
+def test_cells_whose_labels_hold_dots_keep_logs_of_their_own(tmp_path: Path) -> None:
+    """``temperature=0.1`` puts dots in a cell's name: its log and config sit beside its folder
+    under the whole name, not one ``with_suffix`` would cut at the first dot."""
+    from nosync.compare import beside
+
+    cells = [Cell(f"nosync-weighted:temperature=0.1,pressure={p}", 2, 0) for p in ("0.5", "1.0")]
+    logs = {beside(tmp_path / c.name, ".log") for c in cells}
+    assert len(logs) == 2
+    assert {p.name for p in logs} == {f"{c.name}.log" for c in cells}

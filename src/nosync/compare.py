@@ -265,7 +265,7 @@ def run_compare(
                 break
             else:
                 status = 1
-                log = folder.with_suffix(".log")
+                log = beside(folder, ".log")
                 failed = f"exit {code}, see {log}"
                 data["cells"][cell.name] = {"cell": cell.__dict__, "failed": failed}
                 bar.write(
@@ -305,6 +305,12 @@ class _CtrlC:
             self.child.send_signal(signal.SIGINT)
 
 
+def beside(folder: Path, suffix: str) -> Path:
+    """``cells/NAME.log`` next to ``cells/NAME/`` (not ``with_suffix``: a label's settings put
+    dots in NAME, ``temperature=0.1``, and two cells would share one log)."""
+    return folder.parent / f"{folder.name}{suffix}"
+
+
 def _run_cell(config: dict[str, Any], folder: Path, ctrl_c: _CtrlC) -> int:
     """One cell as a subprocess; resumes from the cell's checkpoint when it has one."""
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -313,10 +319,10 @@ def _run_cell(config: dict[str, Any], folder: Path, ctrl_c: _CtrlC) -> int:
     else:
         if folder.exists():  # started but never checkpointed: start again
             shutil.rmtree(folder)
-        toml = folder.with_suffix(".toml")
+        toml = beside(folder, ".toml")
         atomic_write_text(toml, TrainConfig(**config).to_toml())
         cmd = ["train", "--config", str(toml)]
-    with open(folder.with_suffix(".log"), "a", encoding="utf-8") as log:
+    with open(beside(folder, ".log"), "a", encoding="utf-8") as log:
         ctrl_c.child = subprocess.Popen(
             [sys.executable, "-m", "nosync", *cmd], stdout=log, stderr=log
         )
