@@ -60,4 +60,22 @@ nosync compare --strategies 'localsgd:period=10' 'diloco:outer_lr=0.7,outer_mome
     'nosync-weighted:temperature=0.1,pressure=1.0,period=10' --workers 8 --seeds 2 \
     --dataset fashion-mnist --model mlp --epochs 3 --threads 1 --evals 30 --target 0.8702 \
     --quiet --out $R/rules-n8 > /dev/null
+step "10: the claims grid (3 seeds), data-parallel particles, overfitting, cnn"
+W='nosync-weighted:temperature=0.1,pressure=1.0,period=10'
+nosync compare --strategies single 'localsgd:period=10' 'diloco:outer_lr=0.7,outer_momentum=0.5' \
+    easgd nosync "$W" --workers 2,4,8 --seeds 3 --dataset fashion-mnist --model mlp --epochs 3 \
+    --threads 1 --evals 30 --target 0.8702 --quiet --out $R/claims-mlp > /dev/null
+nosync compare --strategies "$W" "$W,ranks_per_particle=2" ddp 'localsgd:period=10' \
+    --workers 4 --seeds 3 --dataset fashion-mnist --model mlp --epochs 3 --threads 1 \
+    --evals 30 --target 0.8702 --quiet --out $R/claims-dp > /dev/null
+nosync compare --strategies single 'localsgd:period=10' nosync "$W" \
+    'nosync-elastic:pressure=0.03,period=10,diversity=true' --workers 4 --seeds 3 \
+    --dataset fashion-mnist --train-subset 5000 --epochs 60 --evals 30 --threads 1 \
+    --quiet --out $R/claims-overfit > /dev/null
+nosync compare --strategies single 'localsgd:period=10' 'diloco:outer_lr=0.7,outer_momentum=0.5' \
+    nosync "$W" --workers 4 --seeds 3 --dataset fashion-mnist --model cnn --epochs 1 \
+    --threads 1 --evals 10 --quiet --out $R/claims-cnn > /dev/null
+
+step "9 and 10: walltime-n2 with the rules (run alone: the machine should be otherwise idle)"
+python benchmarks/stragglers.py --plan rules --seeds 0 1 2 > /dev/null
 step done
