@@ -70,17 +70,17 @@ class Exchange:
         t = self.transport
         mine = torch.tensor([fit, aux, carried], dtype=F64, device=self.device)
         if hood is None:
-            rows = t.all_gather(mine).view(-1, 3).tolist()
-            known = {i: row[0] for i, row in enumerate(rows)}
-            extra = {i: row[1] for i, row in enumerate(rows)}
-            plan = planner.plan(t.particle, t.particles, known, everyone=True, aux=extra)
-            return plan, [planner.finite_or_none(row[2]) for row in rows]
-        got = {j: torch.empty(3, dtype=F64, device=self.device) for j in hood.ins}
-        t.exchange({j: mine for j in hood.outs}, got)
-        rows_by = {t.particle: [fit, aux], **{j: v.tolist() for j, v in got.items()}}
-        known = {i: row[0] for i, row in rows_by.items()}
-        extra = {i: row[1] for i, row in rows_by.items()}
-        return planner.plan(t.particle, t.particles, known, everyone=False, aux=extra), None
+            rows = dict(enumerate(t.all_gather(mine).view(-1, 3).tolist()))
+        else:
+            got = {j: torch.empty(3, dtype=F64, device=self.device) for j in hood.ins}
+            t.exchange({j: mine for j in hood.outs}, got)
+            rows = {t.particle: [fit, aux, carried], **{j: v.tolist() for j, v in got.items()}}
+        known = {i: row[0] for i, row in rows.items()}
+        extra = {i: row[1] for i, row in rows.items()}
+        plan = planner.plan(t.particle, t.particles, known, everyone=hood is None, aux=extra)
+        if hood is not None:
+            return plan, None
+        return plan, [planner.finite_or_none(rows[i][2]) for i in range(t.particles)]
 
     def health(self, own: Tensor) -> Plan:
         """Who diverged (non-finite weights), for rules that exchange no fitness."""

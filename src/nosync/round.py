@@ -72,9 +72,8 @@ class Outcome:
     def from_state(cls, state: dict) -> Outcome:
         own = state["own"]
         new = own if state["new"] is None else state["new"]
-        outcome = cls(state["record"], own, new, state["reset"], state["ints"])
-        outcome.awaits, outcome.previous = state.get("awaits", False), state.get("previous")
-        return outcome
+        awaits, previous = state.get("awaits", False), state.get("previous")
+        return cls(state["record"], own, new, state["reset"], state["ints"], awaits, previous)
 
 
 class Round:
@@ -137,9 +136,8 @@ class Round:
             train_loss=plan.aux_list() if uses_fitness else None,
         )
         self.carry = distance if awaits else math.nan
-        outcome = Outcome(record, own, new, plan.me_diverged and new is not own, ints)
-        outcome.awaits, outcome.previous = awaits, previous
-        return outcome
+        reset = plan.me_diverged and new is not own
+        return Outcome(record, own, new, reset, ints, awaits=awaits, previous=previous)
 
     def apply(self, outcome: Outcome | None, steps_since: int) -> RoundRecord:
         """Move the live model (see the module docstring); every rank of a particle calls this,

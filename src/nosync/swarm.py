@@ -304,7 +304,7 @@ class Swarm(StepHook):
             if chosen is not None:
                 load_weights(self.model, chosen)
             elif self.select != "best":
-                self._select_many(own, fits.cpu().tolist())
+                self._select_many(own, fits.tolist())
             else:
                 self.best_particle = best
                 load_weights(self.model, self.transport.broadcast(own, best))
