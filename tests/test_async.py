@@ -207,3 +207,55 @@ def test_a_straggler_skips_batches_and_the_fast_rank_trains_every_step(tmp_path)
     assert len(set(s["final_sha256_per_rank"])) == 1  # every rank holds the selected model
     evals = [r for r in read_metrics(out / "metrics.jsonl") if r["type"] == "eval"]
     assert evals[-1]["skipped_steps"] == [fast, slow]
+
+
+def test_a_round_that_never_lands_fails_within_the_transport_timeout() -> None:
+    """The training thread waits for a background round no longer than the transport's
+    timeout (``--timeout``), not for ever: here the other particle never comes to the round."""
+    import time
+
+    from nosync.transport import LocalWorld
+
+    world = LocalWorld(2, timeout=600)  # the barrier alone would hold for 10 minutes
+    endpoint = world.endpoint(0)
+    endpoint.timeout = 1.0
+    model = nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    swarm = Swarm(model, opt, lambda m: 0.0, period=2, mode="async", delay=1, transport=endpoint)
+    started = time.monotonic()
+    due = "round 1 timed out: no answer from another rank"
+    with pytest.raises(TimeoutError, match=due), swarm:
+        train(model, opt, batches(0, 3))  # the round starts at step 2, is due at step 3
+    assert time.monotonic() - started < 60  # 1 s, far below the barrier's 600 s
+    world.abort()  # release the background thread
+
+
+def _twin_times_out(rank: int, world: int, done: str) -> dict[str, Any]:
+    import os
+    import time
+
+    from nosync.transport import DistTransport
+
+    twin = DistTransport(None).twin()  # the group an async round runs on
+    result: dict[str, Any] = {"timeout": twin.timeout}
+    if rank == 0:  # rank 1 never joins this collective, as a SIGSTOPped rank would not
+        started = time.monotonic()
+        try:
+            twin.all_gather(torch.zeros(1))
+        except RuntimeError as err:
+            result["error"], result["failed_after"] = str(err), time.monotonic() - started
+        open(done, "w").close()
+    else:  # alive (its connections open) until rank 0 gave up: a timeout, not a lost peer
+        deadline = time.monotonic() + 100
+        while not os.path.exists(done) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return result
+
+
+def test_the_async_rounds_group_inherits_the_run_timeout_not_torchs_30_minutes(tmp_path) -> None:
+    from distributed import run_ranks
+
+    results = run_ranks(_twin_times_out, 2, timeout=150, _pg_timeout=3, done=str(tmp_path / "d"))
+    assert [r["timeout"] for r in results] == [3.0, 3.0]
+    assert "timed out" in results[0]["error"].lower(), results[0]
+    assert results[0]["failed_after"] < 60  # 3 s, not 1800 s

@@ -88,7 +88,10 @@ def test_kill_9_of_a_worker_restarts_the_group_from_the_last_checkpoint(tmp_path
 
 def test_a_hung_worker_fails_the_others_within_the_timeout_and_restart_takes_over(tmp_path) -> None:
     out = tmp_path / "run"
-    run = start_nosync("train", *LONG, "--timeout", "10", "--max-restarts", "1", "--out", str(out))
+    run = start_nosync(
+        "train", *LONG, "--round", "async", "--timeout", "10", "--max-restarts", "1",
+        "--out", str(out),
+    )  # fmt: skip
     wait_for(lambda: checkpoint_step(out), 120, "a first checkpoint")
     victim = worker_pids(run.pid)[-1]
     subprocess.run(["kill", "-STOP", str(victim)], check=True)

@@ -20,6 +20,8 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 from typing import Any
 
@@ -244,7 +246,7 @@ class Swarm(StepHook):
         assert pending is not None
         self._pending = None
         if pending.future is not None:
-            pending.outcome, pending.comm = pending.future.result()
+            pending.outcome, pending.comm = self._wait(pending.future, pending.number)
         seconds, nbytes = self.transport.seconds, self.transport.bytes
         record = self.round.apply(pending.outcome, self.step - pending.step)
         outcome = pending.outcome
@@ -262,6 +264,17 @@ class Swarm(StepHook):
         record["applied_step"] = self.step
         self.history.append(record)
         return record
+
+    def _wait(self, future: Future, number: int) -> tuple[Outcome, tuple[float, int]]:
+        """A background round's result, waited for no longer than the transport's timeout (a
+        rank that stopped answering must not hold this one for torch's 30-minute default)."""
+        try:
+            return future.result(timeout=self.transport.timeout)
+        except FutureTimeout:
+            raise TimeoutError(
+                f"round {number} timed out: no answer from another rank within "
+                f"{self.transport.timeout:g} s"
+            ) from None
 
     def _settle(self, distances: list[float | None] | None) -> None:
         if self._awaiting and distances is not None and self.history:
@@ -369,7 +382,7 @@ class Swarm(StepHook):
         the training-loss window."""
         pending = self._pending
         if pending is not None and pending.future is not None:
-            pending.outcome, pending.comm = pending.future.result()
+            pending.outcome, pending.comm = self._wait(pending.future, pending.number)
             pending.future = None
         return {
             "step": self.step,

@@ -20,6 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -31,6 +32,18 @@ def nbytes(*tensors: Tensor) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+def group_timeout(group: dist.ProcessGroup, device: torch.device) -> timedelta | None:
+    """The timeout ``group``'s backend was made with (``init_process_group(timeout=)``, which
+    ``nosync train`` sets from ``--timeout``), or ``None`` where the backend does not say.
+
+    Groups the swarm makes itself inherit it: ``dist.new_group`` without ``timeout=`` would
+    take torch's 30-minute default, and a hung rank would hold the others that long."""
+    try:
+        return group._get_backend(device).options._timeout
+    except (AttributeError, RuntimeError, ValueError):
+        return None
+
+
 class Transport(ABC):
     """The collectives of one particle of the swarm (``particle`` of ``particles``)."""
 
@@ -38,6 +51,7 @@ class Transport(ABC):
     particles: int
     is_head = True  # this rank takes part in rounds (the first rank of its particle)
     hybrid = False  # a particle is several data-parallel ranks
+    timeout: float | None = None  # seconds a collective may wait for the others (None: no bound)
 
     def __init__(self) -> None:
         self.seconds = 0.0
@@ -99,6 +113,8 @@ class DistTransport(Transport):
         # GPUs shared by several ranks: the group is gloo only, whose point-to-point messages
         # take CPU tensors; every collective then goes through a CPU copy (devices.py)
         self.staged = self.device.type != "cpu" and "nccl" not in str(dist.get_backend())
+        limit = group_timeout(self.group or dist.group.WORLD, self.device)
+        self.timeout = None if limit is None else limit.total_seconds()
 
     def _wire(self, t: Tensor) -> Tensor:
         """``t`` as the backend takes it: itself, or a CPU copy when staged."""
@@ -108,7 +124,10 @@ class DistTransport(Transport):
         flags: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(flags, self.is_head)
         heads = [rank for rank, head in enumerate(flags) if head]
-        group = dist.new_group(heads, backend="gloo" if self.device.type == "cpu" else None)
+        limit = None if self.timeout is None else timedelta(seconds=self.timeout)
+        group = dist.new_group(
+            heads, backend="gloo" if self.device.type == "cpu" else None, timeout=limit
+        )
         return DistTransport(group, self.particle_group, self.device)
 
     def all_gather(self, t: Tensor) -> Tensor:
@@ -171,7 +190,7 @@ class LocalWorld:
     read everything, and sums are taken in particle order (the same bits on every particle)."""
 
     def __init__(self, particles: int, timeout: float = 300.0) -> None:
-        self.particles = particles
+        self.particles, self.timeout = particles, timeout
         self._barrier = threading.Barrier(particles, timeout=timeout)
         self._slots: list[Any] = [None] * particles
 
@@ -194,6 +213,7 @@ class LocalTransport(Transport):
     def __init__(self, world: LocalWorld, particle: int) -> None:
         super().__init__()
         self.world, self.particle, self.particles = world, particle, world.particles
+        self.timeout = world.timeout
 
     def all_gather(self, t: Tensor) -> Tensor:
         with self._counted(nbytes(t)):
