@@ -228,3 +228,47 @@ def test_a_second_ctrl_c_stops_at_once(monkeypatch) -> None:
     clock[0] = 103.5
     with pytest.raises(KeyboardInterrupt):
         control._on_sigint()
+
+
+@pytest.mark.parametrize(
+    ("error", "where", "printed"),
+    [
+        (FileNotFoundError(2, "gone"), "multiprocessing/synchronize.py", False),
+        (EOFError("Ran out of input"), "multiprocessing/spawn.py", False),
+        (FileNotFoundError(2, "gone"), "my_model.py", True),
+        (ValueError("a real bug"), "multiprocessing/spawn.py", True),
+    ],
+)
+def test_a_rank_started_while_the_launcher_stops_prints_no_traceback(
+    capsys, error: BaseException, where: str, printed: bool
+) -> None:
+    """Ctrl+C in the first seconds: a rank forked meanwhile finds the launcher's semaphores gone
+    (``SemLock._rebuild``: FileNotFoundError); the fork server's hook keeps that race quiet and
+    prints every other failure as usual."""
+    from nosync._forkserver_lifeline import _quiet_start
+
+    code = compile("raise error", f"/usr/lib/python3/{where}", "exec")
+    try:
+        exec(code, {"error": error})
+    except BaseException as err:  # noqa: BLE001 - handed to the hook as the fork server does
+        _quiet_start(type(err), err, err.__traceback__)
+    assert ("Traceback" in capsys.readouterr().err) is printed
+
+
+def test_a_single_machine_run_listens_on_loopback_only(tmp_path) -> None:
+    """The rendezvous store and rank 0's store are the run's only listeners, and no other
+    machine can reach them (torch's TCPStore alone binds every interface)."""
+    import ipaddress
+
+    from helpers import listeners
+
+    out = tmp_path / "run"
+    run = start_nosync("train", *LONG, "--steps", "1000000", "--out", str(out))
+    try:
+        wait_for(lambda: checkpoint_step(out), 120, "a first checkpoint (every rank up)")
+        found = listeners([run.pid, *descendants(run.pid)])
+    finally:
+        run.kill()
+        run.communicate(timeout=60)
+    assert len(found) >= 2, found  # the launcher's rendezvous store and rank 0's store
+    assert all(ipaddress.ip_address(a.rsplit(":", 1)[0]).is_loopback for a in found), found

@@ -3,10 +3,11 @@
 ``nosync train --workers N`` calls :func:`launch`, which checks everything it can before any
 process starts (:func:`preflight`), then starts N local ranks through
 ``torch.distributed.launcher.api.elastic_launch`` (a c10d rendezvous on a local port, the same
-machinery as ``torchrun --standalone``), restarting them from the last checkpoint up to
-``--max-restarts`` times, while it holds the run folder's lock (``runlock``).  Under an external
-``torchrun`` the same command runs as one worker; global rank 0 then runs the same preflight,
-takes the lock and tells every rank its verdict before anything is written.
+machinery as ``torchrun --standalone``, but listening on loopback only: see :mod:`loopback`),
+restarting them from the last checkpoint up to ``--max-restarts`` times, while it holds the run
+folder's lock (``runlock``).  Under an external ``torchrun`` the same command runs as one
+worker; global rank 0 then runs the same preflight, takes the lock and tells every rank its
+verdict before anything is written.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from . import attempt, checkpoint, devices, interrupts, lifeline, runlock
+from . import attempt, checkpoint, devices, interrupts, lifeline, loopback, runlock
 from .config import TrainConfig
 from .data import Batches
 from .errors import UserError
@@ -96,6 +97,7 @@ def _init_process_group(backend: str, timeout: timedelta) -> None:
     prefix is the generation every rank agreed on (``attempt``), not this node's restart count,
     which differs between nodes after a membership change.
     """
+    loopback.host_worker_store()  # a single-machine run: rank 0's store on loopback only
     store, rank, world = next(dist.rendezvous("env://", timeout=timeout))
     agreed = attempt.agree(store, rank, world, timeout.total_seconds())
     store = dist.PrefixStore(f"nosync/attempt-{agreed.generation}", store)
@@ -287,19 +289,22 @@ def _launch_local(cfg: TrainConfig) -> dict[str, Any] | None:
     # a fraction of a second instead of seconds of imports per rank (the server runs no torch op,
     # so no thread pool is forked)
     multiprocessing.set_forkserver_preload(PRELOAD)
-    user_threads = os.environ.get("OMP_NUM_THREADS")
+    user_env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", *loopback.ENV)}
     os.environ["OMP_NUM_THREADS"] = str(thread_budget(cfg.threads, cfg.workers))  # ranks' pools
+    server = loopback.rendezvous_server(cfg.port)  # held until the launch ends
+    os.environ.update(loopback.ENV)
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
         nproc_per_node=cfg.workers,
         run_id=f"nosync-{uuid.uuid4().hex[:12]}",
         rdzv_backend="c10d",
-        rdzv_endpoint=f"localhost:{cfg.port}",
+        rdzv_endpoint=f"{loopback.HOST}:{server.port}",
         max_restarts=cfg.max_restarts,
         monitor_interval=0.1,
         start_method="forkserver",
         shutdown_timeout=30,
+        local_addr=loopback.HOST,
     )
     try:
         results = elastic_launch(config, worker)(cfg.to_dict())
@@ -314,8 +319,10 @@ def _launch_local(cfg: TrainConfig) -> dict[str, Any] | None:
             + (f" after {cfg.max_restarts} restart(s)" if cfg.max_restarts else "")
         ) from None
     finally:  # the next run in this process (compare's cells) sees the user's own setting
-        if user_threads is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = user_threads
+        server.close()
+        for key, value in user_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return results[0]
