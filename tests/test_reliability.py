@@ -272,3 +272,29 @@ def test_a_single_machine_run_listens_on_loopback_only(tmp_path) -> None:
         run.communicate(timeout=60)
     assert len(found) >= 2, found  # the launcher's rendezvous store and rank 0's store
     assert all(ipaddress.ip_address(a.rsplit(":", 1)[0]).is_loopback for a in found), found
+
+
+def test_a_second_ctrl_c_stops_at_once_while_a_rank_is_stopped(tmp_path) -> None:
+    """The first Ctrl+C cannot finish (a rank is SIGSTOPped, the stop vote never comes); a
+    second one kills the ranks at once instead of the agent's two 30-second graces."""
+    out = tmp_path / "run"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "nosync", "train", *LONG, "--steps", "1000000", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal would make
+    )
+    wait_for(lambda: checkpoint_step(out), 120, "a first checkpoint")
+    ranks = worker_pids(run.pid)
+    os.kill(ranks[-1], signal.SIGSTOP)
+    os.killpg(run.pid, signal.SIGINT)
+    time.sleep(4)  # a deliberate second press (the ranks count presses 3 s apart)
+    second = time.monotonic()
+    os.killpg(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert time.monotonic() - second < 20, err  # before: 32 s here (the agent's grace)
+    assert run.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert f"nosync train --resume {out}" in err.strip().splitlines()[-1]
+    assert not any(alive(p) for p in ranks)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import socket
 import sys
 import uuid
@@ -305,9 +306,15 @@ def _launch_local(cfg: TrainConfig) -> dict[str, Any] | None:
         start_method="forkserver",
         shutdown_timeout=30,
         local_addr=loopback.HOST,
+        signals_to_handle=interrupts.LauncherStop.SIGNALS,
     )
+
+    def sigint() -> None:
+        raise SignalException("Ctrl+C", sigval=signal.SIGINT)
+
     try:
-        results = elastic_launch(config, worker)(cfg.to_dict())
+        with interrupts.LauncherStop(sigint):
+            results = elastic_launch(config, worker)(cfg.to_dict())
     except SignalException as err:
         raise LaunchInterrupted(f"stopped by signal {err.sigval.name}") from None
     except ChildFailedError as err:
