@@ -12,13 +12,21 @@ stream (direct indexing for in-memory tensors, a DataLoader for map-style datase
     comparison runs as a *pair started together* (two 1-thread runs on 2 cores see the same load)
     and the median of the per-pair ratios of ``train_samples_per_second`` is reported.
 (2) In one process, the data part alone (no model): microseconds per batch of the old loop's
-    indexing, the new stream over tensors, and the DataLoader over a map-style dataset,
-    alternated in chunks.
+    indexing, the new stream over tensors, and the DataLoader over a map-style dataset; and, as
+    the yardstick, a whole training step of the mlp (the stream over tensors, forward, backward,
+    SGD with momentum: what ``benchmarks/plain_loop.py`` times).  The four alternate in chunks,
+    so they see the same load, and the DataLoader's extra cost is given as a share of the step.
+    ``--repeats 0`` measures (2) alone (a minute on a quiet core).
+
+Prints Markdown tables and writes every measurement to ``--out``
+(``benchmarks/results/loader_throughput.json``): the per-pair samples/s, the per-chunk
+microseconds and the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -69,15 +77,19 @@ def finish(proc: subprocess.Popen, out: Path) -> float:
     return nosync_run.read(out).summary["train_samples_per_second"]
 
 
-def data_cost(folder: Path, steps: int, chunks: int) -> dict[str, float]:
-    """(2): microseconds per batch of the data part alone, alternating the three ways."""
+def data_cost(folder: Path, steps: int, chunks: int) -> dict[str, dict[str, list[float]]]:
+    """(2): microseconds per batch, per chunk, alternating the ways: wall time, and this thread's
+    CPU time (one torch thread, DataLoader without workers: all work is on this thread), which
+    leaves out the time other jobs on a loaded machine take the core away."""
     import time
 
     import torch
+    import torch.nn.functional as F
 
     from nosync import build
     from nosync.config import TrainConfig
     from nosync.data import Batches, load_dataset
+    from nosync.models import build_model
 
     torch.set_num_threads(1)
     d = load_dataset("mnist", str(folder))
@@ -100,26 +112,47 @@ def data_cost(folder: Path, steps: int, chunks: int) -> dict[str, float]:
         for _ in build.stream(cfg, task, batches, 0, steps):
             pass
 
-    ways = {"old indexing": old, "tensors": lambda: run(None), "dataloader": lambda: run(mapstyle)}
-    times: dict[str, list[float]] = {name: [] for name in ways}
+    model = build_model("mlp", d.input_shape, d.classes, seed=0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+    def train() -> None:  # the yardstick: a whole step, data included
+        task = build.Task(d, x, y, None, None, None, x, y)  # type: ignore[arg-type]
+        for inputs, targets in build.stream(cfg, task, batches, 0, steps):
+            loss = F.cross_entropy(model(inputs), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    ways = {
+        "old indexing": old,
+        "tensors": lambda: run(None),
+        "dataloader": lambda: run(mapstyle),
+        "mlp step": train,
+    }
+    times: dict[str, dict[str, list[float]]] = {"wall": {}, "cpu": {}}
     for _ in range(chunks):
         for name, fn in ways.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             fn()
-            times[name].append((time.perf_counter() - t0) / steps * 1e6)
-    return {name: statistics.median(v) for name, v in times.items()}
+            c1, t1 = time.thread_time(), time.perf_counter()
+            times["wall"].setdefault(name, []).append((t1 - t0) / steps * 1e6)
+            times["cpu"].setdefault(name, []).append((c1 - c0) / steps * 1e6)
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-ref", default="main")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="pairs per variant; 0: only (2)")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/loader_throughput.json"))
     args = parser.parse_args()
+    load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="nosync-loader-"))
     folder = Path(args.data_dir)
-    if not (folder / "train-images-idx3-ubyte.gz").exists():
+    synthetic = not (folder / "train-images-idx3-ubyte.gz").exists()
+    if synthetic:
         from helpers import tiny_image_dataset
 
         folder = tiny_image_dataset(tmp / "data", n_train=12000, n_test=2000)
@@ -139,26 +172,61 @@ def main() -> None:
         "dataloader": (env, [*flags, "--dataset", "mapstyle.py:data"]),
     }
     ratios: dict[str, list[float]] = {"tensors": [], "dataloader": []}
+    pairs: dict[str, list[dict[str, float]]] = {name: [] for name in ratios}
     for repeat in range(args.repeats):
         for name in ratios:
             outs = [tmp / f"base-{name}-{repeat}", tmp / f"{name}-{repeat}"]
             procs = [start(*variants["base"], outs[0]), start(*variants[name], outs[1])]
             base_speed, speed = (finish(p, o) for p, o in zip(procs, outs, strict=True))
             ratios[name].append(speed / base_speed)
+            pairs[name].append({"base": base_speed, name: speed})
             print(
                 f"#{repeat} base {base_speed:.0f} vs {name} {speed:.0f} samples/s", file=sys.stderr
             )
-    print(f"(1) {args.steps} steps, pairs started together, {args.repeats} pairs each\n")
-    print("| variant | ratio to base (median) | per-pair ratios |")
-    print("|---|---|---|")
-    for name, values in ratios.items():
-        pairs = ", ".join(f"{v:.3f}" for v in values)
-        print(f"| {name} | {statistics.median(values):.3f} | {pairs} |")
-    cost = data_cost(folder, 3000, 5)
-    print("\n(2) the data part alone, microseconds per batch of 32 (median of 5 chunks)\n")
-    print("| way | us/batch |\n|---|---|")
-    for name, us in cost.items():
-        print(f"| {name} | {us:.1f} |")
+    if args.repeats:
+        print(f"(1) {args.steps} steps, pairs started together, {args.repeats} pairs each\n")
+        print("| variant | ratio to base (median) | per-pair ratios |")
+        print("|---|---|---|")
+        for name, values in ratios.items():
+            listed = ", ".join(f"{v:.3f}" for v in values)
+            print(f"| {name} | {statistics.median(values):.3f} | {listed} |")
+    chunks = data_cost(folder, 3000, 5)
+    cost = {
+        clock: {name: statistics.median(v) for name, v in ways.items()}
+        for clock, ways in chunks.items()
+    }
+    print("\n(2) microseconds per batch of 32 (median of 5 chunks)\n")
+    print("| way | wall | this thread's CPU |\n|---|---|---|")
+    for name in cost["wall"]:
+        print(f"| {name} | {cost['wall'][name]:.1f} | {cost['cpu'][name]:.1f} |")
+    extra = {clock: c["dataloader"] - c["tensors"] for clock, c in cost.items()}
+    share = {clock: extra[clock] / c["mlp step"] for clock, c in cost.items()}
+    for clock in cost:
+        print(
+            f"\n{clock}: the DataLoader's extra {extra[clock]:.0f} us per batch is "
+            f"{100 * share[clock]:.0f} % of an mlp step"
+        )
+    result = {
+        "command": "python benchmarks/loader_throughput.py " + " ".join(sys.argv[1:]),
+        "settings": {
+            "base_ref": args.base_ref,
+            "repeats": args.repeats,
+            "steps": args.steps,
+            "data": "synthetic 28x28 IDX set (12000 train)" if synthetic else str(folder),
+            "batch_size": 32,
+        },
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "pairs_samples_per_second": pairs,
+        "ratios": ratios,
+        "median_ratio": {n: statistics.median(v) for n, v in ratios.items() if v},
+        "us_per_batch_chunks": chunks,
+        "us_per_batch_median": cost,
+        "dataloader_extra_us_per_batch": extra,
+        "dataloader_extra_share_of_mlp_step": share,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ python benchmarks/simulate_scaling.py --particles 1,2,4,8,16,32,64 --topologies 
 step "compressed exchange"
 python benchmarks/compression.py --seeds 3 --workers 4 --epochs 3 > /dev/null
 step "10: rules against averaging - the small grid (N = 4, 2 seeds)"
+# No --quiet here: this grid ran without it, and compare refuses a folder whose saved settings
+# (compare.json) differ from the command's.
 nosync compare --strategies 'localsgd:period=10' localsgd 'localsgd:period=50' \
     diloco 'diloco:period=10' 'diloco:period=50' nosync \
     'nosync-weighted:temperature=0.01,pressure=1.0,period=10' \
@@ -51,7 +53,7 @@ nosync compare --strategies 'localsgd:period=10' localsgd 'localsgd:period=50' \
     'nosync-elastic:pressure=1.0,outer_momentum=0.9,outer_lr=0.7' \
     'nosync-elastic:pressure=0.03,period=10,diversity=true' \
     --workers 4 --seeds 2 --dataset fashion-mnist --model mlp --epochs 3 --threads 1 \
-    --evals 30 --target 0.8702 --quiet --out $R/rules-sweep > /dev/null
+    --evals 30 --target 0.8702 --out $R/rules-sweep > /dev/null
 nosync compare --strategies 'diloco:outer_lr=0.7,outer_momentum=0.5' \
     'diloco:outer_lr=1.0,outer_momentum=0.5' 'diloco:outer_lr=0.5,outer_momentum=0.9,period=50' \
     --workers 4 --seeds 2 --dataset fashion-mnist --model mlp --epochs 3 --threads 1 \

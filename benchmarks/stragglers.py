@@ -17,12 +17,13 @@ final accuracy in §1), final accuracy, the fast ranks' throughput kept, steps s
 
     python benchmarks/stragglers.py --seeds 0 1 2
 
-writes ``benchmarks/results/stragglers.json`` and prints Markdown tables.
+writes ``benchmarks/results/stragglers.json`` (one row per run) and its table,
+``stragglers.md``; ``--table-only`` rebuilds the table from the JSON without running anything.
 
 ``--plan rules`` runs issue 9's target 2 with issue 10's rules instead: the `walltime-n2`
 protocol (N = 2, unslowed) for `single`, `localsgd` at periods 25 and 10, and the async swarm
 with the `leader` rule (the default) and with `weighted` (T 0.1, pressure 1, period 10), into
-``benchmarks/results/walltime_rules.json``.
+``benchmarks/results/walltime_rules.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -97,8 +98,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--plan", choices=sorted(PLANS), default="stragglers")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/<plan name>")
+    parser.add_argument(
+        "--table-only", action="store_true", help="rebuild the .md table from the saved JSON"
+    )
     args = parser.parse_args()
     plan, name_of = PLANS[args.plan]
+    raw = HERE / "results" / f"{name_of}.json"
+    if args.table_only:
+        write_table(json.loads(raw.read_text()), plan, raw.with_suffix(".md"))
+        return
     out, rows = Path(args.out or HERE / "results" / name_of), []
     for seed in args.seeds:
         for name, workers, slowed in plan:
@@ -129,28 +137,60 @@ def main() -> None:
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / f"{name_of}.json").write_text(json.dumps(rows, indent=1) + "\n")
-    table(rows, plan)
+    raw.parent.mkdir(exist_ok=True)
+    raw.write_text(json.dumps(rows, indent=1) + "\n")
+    write_table(rows, plan, raw.with_suffix(".md"))
 
 
-def table(rows: list[dict], plan: list[tuple[str, int, bool]]) -> None:
+def write_table(rows: list[dict], plan: list[tuple[str, int, bool]], path: Path) -> None:
+    text = table(rows, plan)
+    path.write_text(text)
+    print(text, end="")
+
+
+def to_target(values: list[float]) -> str:
+    """Seconds to the target over seeds; a seed that never reached it is counted, not averaged."""
+    reached = [v for v in values if not math.isinf(v)]
+    if not reached:
+        return f"not reached (0 of {len(values)} seeds)"
+    sd = statistics.stdev(reached) if len(reached) > 1 else 0.0
+    text = f"{statistics.mean(reached):.1f} ± {sd:.1f}"
+    if len(reached) < len(values):
+        text += f" (reached in {len(reached)} of {len(values)} seeds; mean of those)"
+    return text
+
+
+def skipped_steps(runs: list[dict], slowed: bool) -> str:
+    """Slowed: the slowed (last) rank's skipped steps. Unslowed: every rank's, pooled."""
+    if not any(r["skipped_steps_per_rank"] for r in runs):
+        return "-"
+    if slowed:
+        last = [r["skipped_steps_per_rank"][-1] for r in runs]
+        sd = statistics.stdev(last) if len(last) > 1 else 0.0
+        return f"{statistics.mean(last):.0f} ± {sd:.0f} (slowed rank)"
+    every = [n for r in runs for n in r["skipped_steps_per_rank"]]
+    if not any(every):
+        return "0"
+    return f"{statistics.mean(every):.0f} per rank ({min(every)}-{max(every)})"
+
+
+def table(rows: list[dict], plan: list[tuple[str, int, bool]]) -> str:
+    """The Markdown table: mean ± std over seeds per (config, workers, slowed)."""
+
     def cell(name: str, workers: int, slowed: bool) -> list[dict]:
         return [
             r for r in rows if (r["config"], r["workers"], r["slowed"]) == (name, workers, slowed)
         ]
 
     def ms(values: list[float], fmt: str = ".2f") -> str:
-        if any(math.isinf(v) for v in values):
-            reached = [v for v in values if not math.isinf(v)]
-            return f"not reached ({len(reached)} of {len(values)})"
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
         return f"{statistics.mean(values):{fmt}} ± {sd:{fmt}}"
 
-    print(
-        "\n| config | N | slowed | seconds to 87.02 % | test acc % | fast rank kept % of "
-        "unslowed | steps skipped (slow rank) | blocked share % |\n" + "|---" * 8 + "|"
-    )
+    lines = [
+        "| config | N | slowed | seconds to 87.02 % | test acc % | fast rank kept % of "
+        "unslowed | steps skipped | blocked share % |",
+        "|---" * 8 + "|",
+    ]
     for name, workers, slowed in plan:
         c = cell(name, workers, slowed)
         if not c:
@@ -167,14 +207,14 @@ def table(rows: list[dict], plan: list[tuple[str, int, bool]]) -> None:
                 ],
                 ".1f",
             )
-        skipped = [r["skipped_steps_per_rank"][-1] for r in c if r["skipped_steps_per_rank"]]
-        print(
+        lines.append(
             f"| {name} | {workers} | {'2x' if slowed else '-'} | "
-            f"{ms([r['seconds_to_target'] for r in c], '.1f')} | "
+            f"{to_target([r['seconds_to_target'] for r in c])} | "
             f"{ms([100 * r['test_accuracy'] for r in c])} | {kept} | "
-            f"{ms(skipped, '.0f') if skipped else '-'} | "
+            f"{skipped_steps(c, slowed)} | "
             f"{ms([100 * r['blocked_share'] for r in c], '.1f')} |"
         )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

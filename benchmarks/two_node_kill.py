@@ -10,6 +10,9 @@ first checkpoint, kills node B's worker with SIGKILL, and waits for both agents:
   killed).
 
     python benchmarks/two_node_kill.py --tries 10
+
+writes the counts and every try's outcome and seconds to ``--out``
+(``benchmarks/results/two_node_kill.json``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import nosync_run
 
+HERE = Path(__file__).resolve().parent
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
 
 
@@ -157,8 +161,10 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=30, help="the runs' --timeout")
     parser.add_argument("--hang-after", type=float, default=240)
     parser.add_argument("--keep", help="keep run folders and agent logs under this folder")
+    parser.add_argument("--out", default=str(HERE / "results" / "two_node_kill.json"))
     args = parser.parse_args()
     counts = {"recovered": 0, "failed": 0, "hung": 0}
+    tries: list[dict] = []
     root = Path(args.keep or tempfile.mkdtemp(prefix="two-node-"))
     root.mkdir(parents=True, exist_ok=True)
     for i in range(args.tries):
@@ -166,8 +172,19 @@ def main() -> int:
         out = root / f"try-{i:02d}"
         outcome = one_try(out, args.steps, args.timeout, args.hang_after, log=root / f"try-{i:02d}")
         counts[outcome] += 1
-        print(f"try {i}: {outcome} ({time.monotonic() - started:.0f} s)", flush=True)
+        tries.append({"outcome": outcome, "seconds": time.monotonic() - started})
+        print(f"try {i}: {outcome} ({tries[-1]['seconds']:.0f} s)", flush=True)
     print(json.dumps(counts))
+    settings = {k: v for k, v in vars(args).items() if k not in ("keep", "out")}
+    raw = {
+        "command": "python benchmarks/two_node_kill.py " + " ".join(sys.argv[1:]),
+        "settings": settings,
+        "load_average_after": os.getloadavg(),
+        "counts": counts,
+        "tries": tries,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(raw, indent=1) + "\n")
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     return 0 if counts["recovered"] == args.tries else 1
