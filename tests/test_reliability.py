@@ -298,3 +298,37 @@ def test_a_second_ctrl_c_stops_at_once_while_a_rank_is_stopped(tmp_path) -> None
     assert "Traceback" not in err, err
     assert f"nosync train --resume {out}" in err.strip().splitlines()[-1]
     assert not any(alive(p) for p in ranks)
+
+
+BOOM = """
+from torch import nn
+
+
+class Boom(nn.Module):
+    def __init__(self, classes):
+        super().__init__()
+        self.lin, self.calls = nn.Linear(64, classes), 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.training and self.calls > 5:  # past the preflight's checks, in training
+            raise RuntimeError("boom at call 6")
+        return self.lin(x.flatten(1))
+
+
+def boom(input_shape, classes):
+    return Boom(classes)
+"""
+
+
+def test_a_failing_rank_is_one_line_and_its_traceback_is_behind_verbose(tmp_path) -> None:
+    (tmp_path / "boom.py").write_text(BOOM)
+    flags = ["--workers", "2", "--steps", "50", "--threads", "1", "--quiet"]
+    flags += ["--model", f"{tmp_path / 'boom.py'}:boom"]
+    short = nosync("train", *flags, "--out", str(tmp_path / "short"))
+    full = nosync("train", *flags, "--verbose", "--out", str(tmp_path / "full"))
+    for run in (short, full):
+        assert run.returncode == 1, run.stderr
+        assert "nosync: rank 0: RuntimeError: boom at call 6" in run.stderr
+    assert "Traceback" not in short.stderr and len(short.stderr.strip().splitlines()) == 3, short
+    assert "Traceback" in full.stderr and 'raise RuntimeError("boom at call 6")' in full.stderr

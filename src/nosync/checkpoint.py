@@ -114,6 +114,7 @@ ADJUSTABLE_ON_RESUME = (
     "out",
     "resume",
     "quiet",
+    "verbose",
     "threads",
     "device",
     "compile",

@@ -155,6 +155,9 @@ class TrainConfig:
     port: int = _f(0, "local rendezvous port (0: any free port)")
     out: str = _f("", "output folder (default runs/<time>-<strategy>)")
     quiet: bool = _f(False, "no progress bar")
+    verbose: bool = _f(
+        False, "on a failure, print full tracebacks (ours and torch's) after the one-line reason"
+    )
 
     @property
     def particles(self) -> int:

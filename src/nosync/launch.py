@@ -157,7 +157,9 @@ def worker(cfg_dict: dict[str, Any], external: bool = False) -> dict[str, Any] |
         sys.exit(2)
     except Exception as err:
         print(f"nosync: rank {rank}: {_explain(err, cfg)}", file=sys.stderr, flush=True)
-        raise
+        if cfg.verbose:
+            raise
+        sys.exit(1)  # the line above says why; the traceback is behind --verbose
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -284,7 +286,8 @@ def _launch_local(cfg: TrainConfig) -> dict[str, Any] | None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    _quiet_agent_logs()
+    if not cfg.verbose:
+        _quiet_agent_logs()
     os.environ[lifeline.LAUNCHER_ENV] = str(os.getpid())  # inherited by the fork server
     # workers fork from a server that has imported torch and nosync once: starting a rank takes
     # a fraction of a second instead of seconds of imports per rank (the server runs no torch op,
