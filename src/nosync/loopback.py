@@ -29,18 +29,13 @@ _held: list[LoopbackServer] = []  # a rank's own server lives as long as its pro
 
 @dataclass
 class LoopbackServer:
-    """A TCPStore server on a socket bound to loopback; both live until :meth:`close`."""
+    """A TCPStore server on a socket bound to loopback (the store owns the socket's fd)."""
 
-    sock: socket.socket
-    store: dist.TCPStore
-
-    @property
-    def port(self) -> int:
-        return int(self.sock.getsockname()[1])
+    port: int
+    store: dist.TCPStore | None
 
     def close(self) -> None:
-        del self.store  # the server stops with its last store object, then the socket closes
-        self.sock.close()
+        self.store = None  # the server stops with its last store object, closing the socket
 
 
 def serve(port: int) -> LoopbackServer:
@@ -58,7 +53,9 @@ def serve(port: int) -> LoopbackServer:
     except BaseException:
         sock.close()
         raise
-    return LoopbackServer(sock, store)
+    port = sock.getsockname()[1]
+    sock.detach()  # the store closes the fd when it stops; the socket object must not too
+    return LoopbackServer(port, store)
 
 
 def rendezvous_server(port: int) -> LoopbackServer:
