@@ -143,9 +143,9 @@ def padded_npz(path: Path, quick: bool) -> Path:
 
 def consistent(run: Path) -> bool:
     """Every rank's model in the last checkpoint set equals ``final.pt``'s."""
-    final = torch.load(run / "final.pt", weights_only=False)["state_dict"]
+    final = torch.load(run / "final.pt", weights_only=True)["state_dict"]
     last = sorted((run / "checkpoints").glob("step-*"))[-1]
-    ranks = [torch.load(f, weights_only=False)["model"] for f in sorted(last.glob("rank-*.pt"))]
+    ranks = [torch.load(f, weights_only=True)["model"] for f in sorted(last.glob("rank-*.pt"))]
     return len(ranks) > 1 and all(
         all(torch.equal(r[k].cpu(), final[k].cpu()) for k in final) for r in ranks
     )

@@ -81,6 +81,22 @@ CASES = [
         ["--dataset", "mnist", "--data-dir", "{partial_idx}"],
         "missing: train-labels-idx1-ubyte[.gz])",
     ),
+    # issue 17 item 5: a flag that does nothing in the mode chosen is refused, not recorded
+    (["--round", "blocking", "--delay", "5"], "delay: does nothing with --round blocking"),
+    (["--strategy", "localsgd", "--delay", "5"], "delay: does nothing with --strategy localsgd"),
+    (["--rule", "none", "--delay", "3"], "delay: does nothing with --rule none"),
+    (["--strategy", "ddp", "--fitness", "held-out"], "fitness: does nothing with --strategy ddp"),
+    (["--diversity", "--strategy", "ddp"], "diversity: does not apply to --strategy ddp"),
+    (["--optimizer", "sgd", "--betas", "0.8,0.9"], "betas: does nothing with --optimizer sgd"),
+    (["--eps", "1e-6"], "eps: does nothing with --optimizer sgd (it is for adam and adamw)"),
+    (["--optimizer", "adam", "--momentum", "0.5"], "momentum: does nothing with --optimizer adam"),
+    (["--strategy", "localsgd", "--round", "blocking"], "round: does nothing with --strategy"),
+    (["--strategy", "diloco", "--rule", "pso"], "rule: does nothing with --strategy diloco"),
+    (["--rule", "leader", "--c1", "1.5"], "c1: does nothing with --rule leader (it is for"),
+    (["--rule", "pso", "--temperature", "0.1"], "temperature: does nothing with --rule pso"),
+    (["--strategy", "easgd", "--pressure", "0.5"], "pressure: does nothing with --strategy easgd"),
+    (["--easgd-beta", "0.5"], "easgd_beta: does nothing with --strategy nosync"),
+    (["--topology", "ring", "--neighbors", "3"], "neighbors: does nothing with --topology ring"),
 ]
 
 
@@ -136,3 +152,32 @@ def test_bad_input_table(flags, message, files, capsys, monkeypatch) -> None:
     assert lines[0].startswith("nosync: error: ") and message in lines[0], lines[0]
     assert "Traceback" not in captured.err and captured.out == ""
     assert not out.exists()  # nothing half-written
+
+
+# ---- issue 17 item 5: what a flag does depends on the mode ---------------------------------------
+def test_a_default_given_as_a_flag_is_not_refused(tmp_path, capsys) -> None:
+    """Only a value other than the default can be a mistake: ``--delay -1`` with blocking rounds
+    is the automatic delay, which blocking rounds simply have no use for."""
+    flags = ["--round", "blocking", "--delay", "-1", "--strategy", "nosync", "--betas", "0.9,0.999"]
+    assert main(["train", *flags, "--out", str(tmp_path / "run"), "--print-config"]) == 0
+    assert "delay = -1" in capsys.readouterr().out
+
+
+def test_a_config_file_of_another_mode_is_used_where_it_applies(tmp_path, capsys) -> None:
+    """A config.toml written by an earlier async run (every field) serves a blocking run: its
+    delay is dropped with one warning line and recorded as the default, not refused."""
+    assert main(["train", "--delay", "4", "--out", str(tmp_path / "a"), "--print-config"]) == 0
+    earlier = tmp_path / "earlier.toml"
+    earlier.write_text(capsys.readouterr().out)
+    assert "delay = 4" in earlier.read_text()
+    assert main(["train", "--config", str(earlier), "--print-config"]) == 0  # as it was: quiet
+    captured = capsys.readouterr()
+    assert captured.err == "" and "delay = 4" in captured.out
+    argv = ["train", "--config", str(earlier), "--round", "blocking", "--print-config"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        "nosync: warning: config: delay = 4 does nothing with --round blocking (it is for "
+        "--round async); not used"
+    ]
+    assert "delay = -1" in captured.out and 'round = "blocking"' in captured.out

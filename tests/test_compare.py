@@ -219,3 +219,82 @@ def test_cells_whose_labels_hold_dots_keep_logs_of_their_own(tmp_path: Path) -> 
     logs = {beside(tmp_path / c.name, ".log") for c in cells}
     assert len(logs) == 2
     assert {p.name for p in logs} == {f"{c.name}.log" for c in cells}
+
+
+# ---- issue 17 item 9: one label twice ------------------------------------------------------------
+def test_the_same_label_twice_is_refused(tmp_path: Path, capsys) -> None:
+    """Given twice, a label ran once but made two rows; now it is refused, also when its
+    settings come in another order."""
+    from nosync.cli import main
+
+    for text in (
+        "nosync,ddp,nosync",
+        "localsgd:period=50,localsgd:period=50",
+        "nosync-weighted:temperature=0.5,pressure=1.0,nosync-weighted:pressure=1.0,temperature=0.5",
+    ):
+        with pytest.raises(UserError, match="is given twice"):
+            parse_labels(text)
+    assert parse_labels("localsgd:period=50,localsgd:period=10") == [
+        "localsgd:period=50",
+        "localsgd:period=10",
+    ]
+    out = tmp_path / "cmp"
+    assert main(["compare", "--strategies", "single", "nosync", "single", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == "nosync: error: strategies: single is given twice\n"
+    assert not out.exists()
+
+
+# ---- issue 17 item 5: shared flags and the cells they do something for ---------------------------
+def test_a_shared_flag_is_used_by_the_cells_it_applies_to(tmp_path: Path) -> None:
+    """``--delay`` and ``--fitness`` shared by a grid with localsgd: the nosync cell uses them,
+    the localsgd cell keeps the defaults (its config.toml says what it ran); a label's own
+    setting that does nothing is refused."""
+    cells = plan(["nosync", "localsgd"], [2], 1)
+    shared = {"delay": 5, "fitness": "held-out"}
+    swarm = cell_config(shared, cells[0], 40, 10, tmp_path / "a")
+    local = cell_config(shared, cells[1], 40, 10, tmp_path / "b")
+    assert (swarm["delay"], swarm["fitness"]) == (5, "held-out")
+    assert (local["delay"], local["fitness"]) == (-1, "train-loss")
+    with pytest.raises(UserError, match="delay: does nothing with --strategy localsgd"):
+        cell_config({}, Cell("localsgd:delay=5", 2, 0), 40, 10, tmp_path / "c")
+
+
+def test_a_shared_flag_no_cell_uses_is_refused(tmp_path: Path, capsys) -> None:
+    from nosync.cli import main
+
+    out = tmp_path / "cmp"
+    argv = ["compare", "--strategies", "ddp,localsgd", "--workers", "2", "--seeds", "1"]
+    argv += ["--steps", "2", "--quiet", "--delay", "5", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nosync: error: delay: no strategy compared uses it (ddp: does nothing")
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+# ---- issue 17 item 7: report on files nosync did not write ---------------------------------------
+REPORT_CASES = {
+    "summary-list": ({"summary.json": "[1, 2]", "metrics.jsonl": ""}, "summary.json is not what"),
+    "summary-empty": ({"summary.json": "{}", "metrics.jsonl": ""}, "(no strategy, workers,"),
+    "summary-not-json": ({"summary.json": "{", "metrics.jsonl": ""}, "is not valid JSON"),
+    "compare-empty": ({"compare.json": "{}"}, "compare.json is not what nosync writes (no"),
+    "compare-list": ({"compare.json": "[]"}, "compare.json is not what nosync writes (a JSON"),
+    "compare-bad-cell": (
+        {"compare.json": json.dumps({"settings": {}, "cells": {"x": {"cell": {}}}})},
+        "compare.json is not what nosync writes (KeyError: 'label')",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REPORT_CASES))
+def test_report_of_a_file_nosync_did_not_write_is_one_line(tmp_path: Path, case, capsys) -> None:
+    from nosync.cli import main
+
+    files, message = REPORT_CASES[case]
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"nosync: error: report: {tmp_path}/") and message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files)  # nothing written

@@ -193,3 +193,63 @@ def test_a_second_run_on_the_same_folder_is_refused_while_the_first_runs(tmp_pat
         _, err = first.communicate(timeout=180)
     assert first.returncode == 130, err
     assert "seed = 7" in (out / "config.toml").read_text()  # still the first run's folder
+
+
+# ---- issue 17 item 8: a checkpoint index without the rank files' digests -------------------------
+def test_a_checkpoint_index_without_digests_is_refused_not_trained_on(finished) -> None:
+    """Without ``sha256`` in ``latest.json`` a flipped rank file could not be told from a good
+    one, so the whole index is refused (before, the flipped file was trained on)."""
+    index = finished / "checkpoints" / "latest.json"
+    latest = json.loads(index.read_text())
+    del latest["sha256"]
+    index.write_text(json.dumps(latest))
+    rank_file = finished / "checkpoints" / latest["dir"] / "rank-00001.pt"
+    data = bytearray(rank_file.read_bytes())
+    data[len(data) // 2] ^= 0x01  # inside the tensor bytes: the file still loads
+    rank_file.write_bytes(bytes(data))
+    line = one_error_line(nosync("train", "--resume", str(finished)))
+    assert f"corrupt checkpoint index {index}" in line
+    assert "no sha256 of rank-00000.pt, rank-00001.pt" in line
+
+
+def test_a_checkpoint_index_missing_one_digest_is_refused(finished) -> None:
+    from nosync.checkpoint import latest
+
+    index = finished / "checkpoints" / "latest.json"
+    record = json.loads(index.read_text())
+    del record["sha256"]["rank-00001.pt"]
+    index.write_text(json.dumps(record))
+    with pytest.raises(UserError, match=r"records no sha256 of rank-00001\.pt, so those files"):
+        latest(finished)
+
+
+# ---- issue 17 item 12: the GPU benchmark reads run files as weights only -------------------------
+def _gpu_bench():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_bench.py"
+    spec = importlib.util.spec_from_file_location("gpu_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_gpu_benchmark_loads_run_files_as_weights_only(finished, tmp_path) -> None:
+    """``consistent`` reads a real run's ``final.pt`` and rank files (tensors and plain dicts,
+    which ``weights_only=True`` accepts), and refuses a pickle that would run code."""
+    import pickle
+
+    import torch
+
+    bench = _gpu_bench()
+    assert bench.consistent(finished) in (True, False)  # loads; async rounds need not agree
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"state_dict": Payload()}, finished / "final.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        bench.consistent(finished)
+    assert not marker.exists()  # the pickle's code never ran

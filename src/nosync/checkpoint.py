@@ -86,7 +86,8 @@ def _umask() -> int:
 # barrier, then rank 0 commits ``latest.json``.  A kill at any point leaves ``latest.json``
 # naming a set whose files are all complete.  Each rank reads its own file back, so a multi-node
 # run resumes only where every node sees the folder (a shared filesystem); each file is checked
-# against the digest in ``latest.json`` first, so flipped bytes are refused, not trained on.
+# against the digest in ``latest.json`` first, so flipped bytes are refused, not trained on; a
+# ``latest.json`` without a digest for every file is refused too, since it cannot be checked.
 
 # What may not change between a checkpoint and the run that resumes it: what makes it this run.
 FIXED_ON_RESUME = (
@@ -186,8 +187,16 @@ def latest(out: str | os.PathLike[str]) -> dict[str, Any] | None:
     try:
         record = json.loads(path.read_text())
         _ = record["step"], record["world"], record["dir"], record["config"]
+        names = [f"rank-{rank:05d}.pt" for rank in range(record["world"])]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserError(f"resume: corrupt checkpoint index {path}: {err}") from None
+    digests = record.get("sha256")
+    unchecked = [n for n in names if not isinstance(digests, dict) or not digests.get(n)]
+    if unchecked:  # without the digest a flipped byte would be trained on: refuse instead
+        raise UserError(
+            f"resume: corrupt checkpoint index {path}: it records no sha256 of "
+            f"{', '.join(unchecked)}, so those files cannot be checked"
+        )
     return record
 
 
@@ -199,8 +208,8 @@ def load_rank(out: str | os.PathLike[str], record: dict[str, Any], rank: int) ->
         raise UserError(f"resume: checkpoint file {path} is missing") from None
     except OSError as err:
         raise UserError(f"resume: cannot read checkpoint {path}: {err.strerror}") from None
-    expected = (record.get("sha256") or {}).get(path.name)
-    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+    expected = record["sha256"][path.name]  # latest() made sure it is there
+    if hashlib.sha256(data).hexdigest() != expected:
         raise UserError(
             f"resume: corrupt checkpoint {path}: its sha256 differs from the one recorded in "
             "latest.json"

@@ -137,8 +137,14 @@ def resume_hint(out: str | Path) -> str:
     return f"continue from the checkpoint at step {step} with: nosync train --resume {out}"
 
 
+def _warn_dropped(lines: list[str]) -> None:
+    """Settings of the --config file that do nothing in the mode chosen: said once, not used."""
+    for line in lines:
+        print(f"nosync: warning: config: {line}", file=sys.stderr)
+
+
 def _train(args: argparse.Namespace) -> int:
-    from .config import read_toml, resolve
+    from .config import drop_unused, read_toml, resolve
     from .launch import INTERRUPTED, LaunchFailed, LaunchInterrupted, launch, under_launcher
     from .report import format_summary
 
@@ -155,6 +161,8 @@ def _train(args: argparse.Namespace) -> int:
     else:
         file_values = read_toml(args.config) if args.config else {}
     cfg = resolve(file_values, flags, under_launcher())
+    if not flags.get("resume"):  # (a resumed run keeps its own config.toml as it is)
+        _warn_dropped(drop_unused(cfg))
     if args.print_config:
         print(cfg.to_toml(), end="")
         return 0
@@ -209,7 +217,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .config import read_toml, resolve
+    from .config import drop_unused, read_toml, resolve
     from .simulate import simulate
 
     interrupts.resume()
@@ -219,6 +227,7 @@ def _simulate(args: argparse.Namespace) -> int:
     cfg = resolve(
         read_toml(args.config) if args.config else {}, {**flags, "workers": 1, "strategy": "nosync"}
     )
+    _warn_dropped(drop_unused(cfg))
     if not flags.get("out"):
         cfg.out = cfg.out.replace("-nosync", "-simulate")
     summary = simulate(cfg, args.particles)

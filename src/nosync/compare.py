@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from . import build, interrupts, loggers, rules
 from .checkpoint import atomic_write_text
-from .config import FIELDS, STRATEGIES, TrainConfig, resolve
+from .config import FIELDS, STRATEGIES, TrainConfig, drop_unused, resolve, unused
 from .errors import UserError
 from .metrics import read_metrics
 
@@ -93,7 +93,8 @@ def parse_labels(text: str) -> list[str]:
             parts.append((name, [setting] if setting else []))
     if not parts:
         raise UserError("strategies: give at least one")
-    labels = []
+    labels: list[str] = []
+    seen: list[tuple[str, dict[str, Any]]] = []
     for name, settings in parts:
         strategy, _, rule = name.partition("-")
         if strategy not in STRATEGIES or (
@@ -105,7 +106,11 @@ def parse_labels(text: str) -> list[str]:
             )
         values = settings_of(name, settings)
         spelled = ",".join(f"{k}={v}" for k, v in values.items())
-        labels.append(f"{name}:{spelled}" if spelled else name)
+        label = f"{name}:{spelled}" if spelled else name
+        if (name, values) in seen:  # the same cells twice: one run, two rows of the table
+            raise UserError(f"strategies: {label} is given twice")
+        seen.append((name, values))
+        labels.append(label)
     return labels
 
 
@@ -164,9 +169,11 @@ def plan(labels: list[str], workers: list[int], seeds: int) -> list[Cell]:
 
 
 def cell_config(base: dict[str, Any], cell: Cell, steps: int, eval_every: int, out: Path) -> dict:
+    """A cell's whole configuration.  The shared settings (``base``) that do nothing for the
+    cell's strategy are left at their defaults there (``--delay`` in a localsgd cell); a
+    label's own settings must all apply."""
     own = label_values(cell.label)
     values = {
-        **base,
         **own,
         "workers": cell.workers,
         "seed": cell.seed,
@@ -177,7 +184,9 @@ def cell_config(base: dict[str, Any], cell: Cell, steps: int, eval_every: int, o
     }
     if own["strategy"] == "ddp":
         values["ranks_per_particle"] = cell.workers
-    return resolve({}, values).to_dict()
+    cfg = resolve(base, values)
+    drop_unused(cfg)
+    return cfg.to_dict()
 
 
 def budget(base: TrainConfig) -> int:
@@ -210,15 +219,22 @@ def run_compare(
     quiet: bool = False,
 ) -> int:
     """Run the grid; returns 0, 1 when a cell failed, or 130 when interrupted."""
-    from .report import write_compare_report
+    from .report import read_object, write_compare_report
 
-    base = resolve({}, {**base_values, "out": str(out / "cells" / "probe")})
+    base = resolve(base_values, {"out": str(out / "cells" / "probe")})
+    unused_by_all: dict[str, str] | None = None
     for label in labels:  # a label's own settings that do not fit fail now, not mid-grid
         strategy = label_values(label)["strategy"]
         probe = {"workers": 1 if strategy == "single" else 2, "out": str(out / "cells" / "probe")}
         if strategy == "ddp":
             probe["ranks_per_particle"] = 2
-        resolve({}, {**base_values, **label_values(label), **probe})
+        unused_here = unused(resolve(base_values, {**label_values(label), **probe}))
+        if unused_by_all is None:
+            unused_by_all = unused_here
+        unused_by_all = {k: v for k, v in unused_by_all.items() if k in unused_here}
+    for name, why in (unused_by_all or {}).items():
+        if name in base_values:  # a shared setting that no cell would use is a mistake
+            raise UserError(f"{name}: no strategy compared uses it ({labels[0]}: {why})")
     loggers.check(base)
     steps = budget(base)
     eval_every = max(1, steps // evals)
@@ -234,7 +250,7 @@ def run_compare(
     index = out / "compare.json"
     data: dict[str, Any] = {"settings": settings, "cells": {}}
     if index.exists():
-        data = json.loads(index.read_text())
+        data = read_object(index, ("settings", "cells"), "compare")
         if data["settings"] != settings:
             raise UserError(
                 f"out: {out} holds a comparison with other settings; pick another --out"

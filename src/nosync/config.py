@@ -213,7 +213,10 @@ def resolve(
 ) -> TrainConfig:
     """Defaults, then the TOML file, then flags; then fill automatic values and validate.
 
-    Under an external launcher the automatic worker count is the launcher's world size.
+    A flag that does nothing in the mode chosen (:func:`unused`, e.g. ``--delay`` with
+    ``--round blocking``) is refused; the same value from the file is left to
+    :func:`drop_unused`.  Under an external launcher the automatic worker count is the
+    launcher's world size.
     """
     given = {**file_values, **flag_values}
     if given.get("workers", 1) < 1:
@@ -234,7 +237,75 @@ def resolve(
     if not cfg.out:
         cfg.out = str(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.strategy}")
     validate(cfg)
+    for name, why in unused(cfg).items():
+        if name in flag_values:  # given on purpose and would do nothing: a mistake
+            raise UserError(f"{name}: {why}")
     return cfg
+
+
+SWARMS = ("nosync", "easgd")  # the strategies whose rounds a Swarm runs
+
+
+def _no(mode: str, where: str) -> str:
+    return f"does nothing with {mode} (it is for {where})"
+
+
+def unused(cfg: TrainConfig) -> dict[str, str]:
+    """The settings at other than their default that do nothing in ``cfg``'s mode, each with
+    why, in field order.  :func:`resolve` refuses such a flag; a value from a TOML file (one file
+    may serve several modes, as compare's shared settings do) is dropped by :func:`drop_unused`.
+    """
+    s, rule = cfg.strategy, cfg.rule
+    why: dict[str, str] = {}
+    if s != "nosync":
+        for name in ("rule", "inertia", "c1", "c2", "temperature", "pressure", "schedule"):
+            why[name] = _no(f"--strategy {s}", "--strategy nosync")
+        if s == "easgd":
+            why["pressure"] = why["schedule"] = _no(
+                "--strategy easgd", "--strategy nosync; easgd pulls at --easgd-beta / particles"
+            )
+    else:
+        if rule != "pso":
+            why |= dict.fromkeys(("inertia", "c1", "c2"), _no(f"--rule {rule}", "--rule pso"))
+        if rule != "weighted":
+            why["temperature"] = _no(f"--rule {rule}", "--rule weighted")
+        if rule == "none":
+            why["pressure"] = why["schedule"] = "does nothing with --rule none (it pulls nothing)"
+    if s != "easgd":
+        why["easgd_beta"] = _no(f"--strategy {s}", "--strategy easgd")
+    if s not in SWARMS:
+        for name in ("round", "delay", "fitness"):
+            why[name] = _no(f"--strategy {s}", "the swarm strategies nosync and easgd")
+    elif cfg.round == "blocking":
+        why["delay"] = _no("--round blocking", "--round async")
+    elif s == "nosync" and rule == "none":
+        why["delay"] = "does nothing with --rule none (it pulls nothing, so no pull is delayed)"
+    if s in ("single", "ddp"):
+        why["diversity"] = (
+            f"does not apply to --strategy {s}: one particle has no others to differ from (it "
+            "would only train with a random label smoothing)"
+        )
+    if cfg.topology != "random-k":
+        why["neighbors"] = _no(f"--topology {cfg.topology}", "--topology random-k")
+    if cfg.optimizer in ("adam", "adamw"):
+        why["momentum"] = _no(f"--optimizer {cfg.optimizer}", "sgd; adam's are --betas")
+    else:
+        why["betas"] = why["eps"] = _no(f"--optimizer {cfg.optimizer}", "adam and adamw")
+    return {
+        name: why[name]
+        for name in FIELDS
+        if name in why and getattr(cfg, name) != FIELDS[name].default
+    }
+
+
+def drop_unused(cfg: TrainConfig) -> list[str]:
+    """Set what :func:`unused` names back to its default (so that ``config.toml`` records what
+    the run does); returns one line per setting dropped."""
+    dropped = []
+    for name, why in unused(cfg).items():
+        dropped.append(f"{name} = {getattr(cfg, name)!r} {why}; not used")
+        setattr(cfg, name, FIELDS[name].default)
+    return dropped
 
 
 def validate(cfg: TrainConfig) -> None:

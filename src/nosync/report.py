@@ -290,7 +290,7 @@ def compare_plots(data: dict[str, Any], out: Path) -> list[Path]:
 
 def write_compare_report(folder: Path) -> Path:
     """``compare.md`` and the plots, from ``compare.json`` alone."""
-    data = json.loads((folder / "compare.json").read_text())
+    data = read_object(folder / "compare.json", ("settings", "cells"))
     if not _groups(data):
         raise UserError(f"report: {folder} has no finished runs yet")
     plots = compare_plots(data, folder)
@@ -321,7 +321,7 @@ def write_run_report(folder: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary = json.loads((folder / "summary.json").read_text())
+    summary = read_object(folder / "summary.json", SUMMARY_KEYS)
     records = read_metrics(folder / "metrics.jsonl")
     evals = [r for r in records if r["type"] == "eval"]
     rounds = [r for r in records if r["type"] == "round" and r["fitness"]]
@@ -368,9 +368,60 @@ def write_run_report(folder: Path) -> Path:
 
 
 def write_report(folder: Path) -> Path:
-    """A comparison folder or a run folder, whichever ``folder`` is."""
+    """A comparison folder or a run folder, whichever ``folder`` is.
+
+    Files that are not what nosync writes (a ``summary.json`` that is a list, a ``compare.json``
+    that is ``{}`` or lacks a key deeper down) are one ``UserError`` naming the file.
+    """
     if (folder / "compare.json").exists():
-        return write_compare_report(folder)
-    if (folder / "summary.json").exists() and (folder / "metrics.jsonl").exists():
-        return write_run_report(folder)
-    raise UserError(f"report: {folder} holds neither a finished run nor a comparison")
+        write, files = write_compare_report, ["compare.json"]
+    elif (folder / "summary.json").exists() and (folder / "metrics.jsonl").exists():
+        write, files = write_run_report, ["summary.json", "metrics.jsonl"]
+    else:
+        raise UserError(f"report: {folder} holds neither a finished run nor a comparison")
+    try:
+        return write(folder)
+    except UserError:
+        raise
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as err:
+        named = " or ".join(str(folder / f) for f in files)
+        raise UserError(
+            f"report: {named} is not what nosync writes ({type(err).__name__}: {err})"
+        ) from None
+
+
+# what the reports read of a run's summary.json (format_summary) and of a compare.json
+SUMMARY_KEYS = (
+    "strategy",
+    "workers",
+    "particles",
+    "steps",
+    "epochs",
+    "wall_seconds",
+    "test_accuracy",
+    "selected",
+    "sync_rounds",
+    "comm_seconds",
+    "comm_bytes",
+    "train_samples_per_second",
+)
+
+
+def read_object(path: Path, keys: tuple[str, ...], what: str = "report") -> dict[str, Any]:
+    """A JSON object with ``keys``, as nosync writes it; anything else is one ``UserError``
+    (prefixed with ``what``, the command)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise UserError(f"{what}: cannot read {path}: {err.strerror}") from None
+    except ValueError as err:  # not JSON, or not UTF-8
+        raise UserError(f"{what}: {path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{what}: {path} is not what nosync writes (a JSON object; this is a "
+            f"{type(data).__name__})"
+        )
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise UserError(f"{what}: {path} is not what nosync writes (no {', '.join(missing)})")
+    return data
