@@ -10,6 +10,7 @@ pushes two samples through the model and the loss, so bad input fails early in o
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -53,7 +54,7 @@ def task(cfg: TrainConfig, device: torch.device = devices.CPU) -> Task:
     """Load the data, hold the fitness set out (``data.fitness_split``) and pick the loss.  On
     a GPU the evaluation and fitness sets move there once, and the training tensors too when
     they fit (else they are pinned, and each batch is copied without blocking)."""
-    data = load_dataset(cfg.dataset, cfg.data_dir or None, cfg.train_subset)
+    data = float64_if_asked(load_dataset(cfg.dataset, cfg.data_dir or None, cfg.train_subset))
     train_idx, fit_idx = fitness_split(data.n_train, cfg.fitness_size, cfg.seed)
     custom = user.make_loss(cfg.loss) if user.is_spec(cfg.loss) else None
     if data.train_set is None:
@@ -82,6 +83,21 @@ def task(cfg: TrainConfig, device: torch.device = devices.CPU) -> Task:
         y_eval=y_eval,
         device=device,
     )
+
+
+FLOAT64_ENV = "NOSYNC_FLOAT64"
+
+
+def float64_if_asked(data: Dataset) -> Dataset:
+    """Test-only: with ``NOSYNC_FLOAT64=1`` this process builds its models in float64 (the
+    default dtype) and the in-memory images follow, so that a run's weights hardly depend on the
+    CPU's kernels (tests/test_golden.py compares such runs with stored weights on any machine).
+    Rounds still send ``--exchange`` (float32 at most)."""
+    if os.environ.get(FLOAT64_ENV) != "1":
+        return data
+    torch.set_default_dtype(torch.float64)
+    x_train = None if data.x_train is None else data.x_train.double()
+    return replace(data, x_train=x_train, x_test=data.x_test.double())
 
 
 def model(cfg: TrainConfig, task: Task, particle: int) -> nn.Module:
