@@ -25,6 +25,7 @@ from helpers import (
     summary,
     wait_for,
     worker_pids,
+    write_user_module,
 )
 
 # digits, long enough to interrupt: 800 steps, a checkpoint every 3 rounds of 10 steps
@@ -242,13 +243,21 @@ def _diverged_once(result: subprocess.CompletedProcess[str], out: Path) -> int:
     return step
 
 
-def test_a_diverged_baseline_says_so_once_and_exits_3(tmp_path) -> None:
+@pytest.mark.parametrize("how", ["lr", "fitness"])
+def test_a_diverged_baseline_says_so_once_and_exits_3(tmp_path, how) -> None:
+    """Weights gone NaN (found by a vote), or only the fitness infinite at the end (nothing for
+    the end's selection to pick)."""
     out = tmp_path / "run"
+    if how == "lr":
+        flags = ["--lr", "50"]
+    else:
+        flags = ["--loss", f"{write_user_module(tmp_path / 'user')}:inf_when_evaluated"]
     result = nosync(
-        "train", "--strategy", "localsgd", "--lr", "50", "--workers", "2", "--steps", "60",
-        "--quiet", "--out", str(out),
+        "train", "--strategy", "localsgd", *flags, "--workers", "2", "--steps", "60", "--quiet",
+        "--out", str(out),
     )  # fmt: skip
-    assert 0 < _diverged_once(result, out) <= 60
+    step = _diverged_once(result, out)
+    assert 0 < step < 60 if how == "lr" else step == 60
 
 
 def test_a_swarm_whose_particles_all_diverge_exits_3_and_leaves_a_reusable_folder(

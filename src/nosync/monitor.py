@@ -22,6 +22,7 @@ from . import attempt, devices, loggers, selection
 from .checkpoint import atomic_torch_save, atomic_write_text
 from .config import TrainConfig
 from .data import Dataset
+from .errors import Diverged
 from .evaluate import accuracy, accuracy_of, predict_proba
 from .export import save_safetensors
 from .metrics import MetricsLog, truncate_metrics, write_summary
@@ -290,6 +291,8 @@ class Monitor:
         weights = gather(flatten_weights(model), group)
         fits = gather(torch.tensor([float(self.fitness(model))], dtype=torch.float64), group)
         fitness = [f if math.isfinite(f) else math.inf for f in fits.view(-1).tolist()]
+        if not selection.live(fitness):  # (select_weights would have nothing to choose from)
+            raise Diverged("every particle's fitness is NaN or infinite at the end", self.total)
         scratch = copy.deepcopy(model)
         found: dict[str, Any] = {}
         for kind in selection.SELECTS:

@@ -86,7 +86,10 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
         monitor.close()
     if diverged is not None:
         return monitor.diverged(strategy, diverged)
-    strategy.flush()  # an async round still in flight lands
-    before = monitor.evaluate_swarm(model)  # every particle, their ensemble and weight average
-    strategy.finalize()  # every rank now holds the selected model
+    try:
+        strategy.flush()  # an async round still in flight lands
+        before = monitor.evaluate_swarm(model)  # every particle, their ensemble, weight average
+        strategy.finalize()  # every rank now holds the selected model
+    except Diverged as err:  # no particle with a finite fitness at the end: nothing to select
+        return monitor.diverged(strategy, err.step if err.step is not None else strategy.step)
     return monitor.finish(strategy, model, before)
