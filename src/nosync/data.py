@@ -308,7 +308,7 @@ def load_user_dataset(spec: str, train_subset: int = 0) -> Dataset:
                 f"dataset: {spec}: {split} labels must be integer class indices, one per sample "
                 f"(got {labels.dtype} of shape {tuple(labels.shape)})"
             )
-        if inputs is not None:  # a map-style training set: its stacked samples (build.task)
+        if inputs is not None:  # None: a map-style set (build.task checks what it stacks)
             check_finite(inputs, spec, f"the {split} input tensor")
     return Dataset(
         spec, x_train, y_train, x_test, y_test, _classes(spec, train, y_train, y_test), train_set
