@@ -273,6 +273,12 @@ def inf_test():
     return _spoilt("test", float("inf"))
 
 
+def nan_waves():
+    train = Waves(230, 0)
+    train.x[5, 3, 1] = float("nan")  # map-style: found among the samples held as tensors
+    return train, Waves(60, 1)
+
+
 def inf_when_evaluated(output, target):
     """A finite training loss, but an infinite fitness (evaluated without gradients)."""
     if torch.is_grad_enabled():

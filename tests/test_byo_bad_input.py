@@ -34,6 +34,7 @@ CASES = [
     (["--dataset", "{m}:empty"], "dataset: {m}:empty: the train set is empty (inputs (0, 8)"),
     (["--dataset", "{m}:nan_train"], "the train input tensor holds 1 NaN or infinite values"),
     (["--dataset", "{m}:inf_test"], "the test input tensor holds 1 NaN or infinite values"),
+    (["--model", "{m}:gru", "--dataset", "{m}:nan_waves"], "holds 1 NaN or infinite values"),
     (["--model", "{exits}:make"], "model: cannot import {exits}: it called sys.exit(3)"),
     (["--dataset", "{m}:exits_when_called"], "dataset: exits_when_called() called sys.exit(3)"),
     (["--optimizer", "adam", "--betas", "0.9"], "betas: '0.9' is not two"),
