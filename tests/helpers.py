@@ -275,6 +275,48 @@ def vector_loss(output, target):
 
 def not_datasets():
     return 7
+
+
+def eight_outputs(input_shape):
+    return nn.Sequential(nn.Flatten(), nn.Linear(24, 8))
+
+
+def empty():
+    return torch.zeros(0, 8), torch.zeros(0, dtype=torch.long), torch.randn(4, 8), torch.arange(4)
+
+
+def _spoilt(where, value):
+    x, y = torch.randn(40, 8), torch.arange(40) % 3
+    x_test, y_test = torch.randn(12, 8), torch.arange(12) % 3
+    (x if where == "train" else x_test)[3, 2] = value
+    return x, y, x_test, y_test
+
+
+def nan_train():
+    return _spoilt("train", float("nan"))
+
+
+def inf_test():
+    return _spoilt("test", float("inf"))
+
+
+def nan_waves():
+    train = Waves(230, 0)
+    train.x[5, 3, 1] = float("nan")  # map-style: found among the samples held as tensors
+    return train, Waves(60, 1)
+
+
+def inf_when_evaluated(output, target):
+    """A finite training loss, but an infinite fitness (evaluated without gradients)."""
+    if torch.is_grad_enabled():
+        return F.cross_entropy(output, target)
+    return torch.tensor(float("inf"))
+
+
+def exits_when_called():
+    import sys
+
+    sys.exit(3)
 '''
 
 

@@ -27,6 +27,16 @@ CASES = [
     (["--dataset", "{m}:not_datasets"], "dataset: {m}:not_datasets returned a int"),
     (["--model", "{m}:gru", "--dataset", "{m}:waves", "--loss", "{m}:vector_loss"], "loss: "),
     (["--model", "cnn2"], "argument --model: invalid choice: 'cnn2'"),
+    (
+        ["--model", "{m}:eight_outputs", "--dataset", "{m}:waves"],
+        "model: {m}:eight_outputs gives 8 scores per sample but --dataset {m}:waves has 3 classes",
+    ),
+    (["--dataset", "{m}:empty"], "dataset: {m}:empty: the train set is empty (inputs (0, 8)"),
+    (["--dataset", "{m}:nan_train"], "the train input tensor holds 1 NaN or infinite values"),
+    (["--dataset", "{m}:inf_test"], "the test input tensor holds 1 NaN or infinite values"),
+    (["--model", "{m}:gru", "--dataset", "{m}:nan_waves"], "holds 1 NaN or infinite values"),
+    (["--model", "{exits}:make"], "model: cannot import {exits}: it called sys.exit(3)"),
+    (["--dataset", "{m}:exits_when_called"], "dataset: exits_when_called() called sys.exit(3)"),
     (["--optimizer", "adam", "--betas", "0.9"], "betas: '0.9' is not two"),
 ]
 
@@ -34,12 +44,14 @@ CASES = [
 @pytest.mark.parametrize(("flags", "message"), CASES)
 def test_a_bad_user_piece_is_one_line_and_exit_2(flags, message, mine, tmp_path, capsys) -> None:
     out = tmp_path / "out"
-    flags = [f.format(m=mine) for f in flags]
+    exits = mine.parent / "exits.py"
+    exits.write_text("import sys\n\nsys.exit(3)\n")
+    flags = [f.format(m=mine, exits=exits) for f in flags]
     code = main(["train", "--workers", "2", "--steps", "5", *flags, "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("nosync: error: ") and err.count("\n") == 1, err
-    assert message.format(m=mine) in err
+    assert message.format(m=mine, exits=exits) in err
     assert not out.exists()
 
 
@@ -55,12 +67,16 @@ def test_a_missing_tensorboard_extra_says_how_to_install_it(monkeypatch, tmp_pat
     assert not out.exists()
 
 
-def test_simulate_checks_user_pieces_before_writing(mine, tmp_path, capsys) -> None:
+@pytest.mark.parametrize(
+    ("flag", "piece", "message"),
+    [("--model", "not_a_module", "model: "), ("--dataset", "nan_train", "1 NaN or infinite")],
+)
+def test_simulate_checks_user_pieces_before_writing(
+    flag, piece, message, mine, tmp_path, capsys
+) -> None:
     out = tmp_path / "sim"
-    code = main(
-        ["simulate", "--particles", "2", "--model", f"{mine}:not_a_module", "--out", str(out)]
-    )
-    assert code == 2 and "model: " in capsys.readouterr().err
+    code = main(["simulate", "--particles", "2", flag, f"{mine}:{piece}", "--out", str(out)])
+    assert code == 2 and message in capsys.readouterr().err
     assert not out.exists()
 
 

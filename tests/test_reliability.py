@@ -25,6 +25,7 @@ from helpers import (
     summary,
     wait_for,
     worker_pids,
+    write_user_module,
 )
 
 # digits, long enough to interrupt: 800 steps, a checkpoint every 3 rounds of 10 steps
@@ -332,3 +333,47 @@ def test_a_failing_rank_is_one_line_and_its_traceback_is_behind_verbose(tmp_path
         assert "nosync: rank 0: RuntimeError: boom at call 6" in run.stderr
     assert "Traceback" not in short.stderr and len(short.stderr.strip().splitlines()) == 3, short
     assert "Traceback" in full.stderr and 'raise RuntimeError("boom at call 6")' in full.stderr
+
+
+# ---- issue 17 items 4 and 11: a diverged run ----------------------------------------------------
+def _diverged_once(result: subprocess.CompletedProcess[str], out: Path) -> int:
+    """One line that says where it diverged and what to try, exit 3, no resume hint, no
+    traceback; summary.json says so too and there is no final model.  Returns the step."""
+    assert result.returncode == 3, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "injecting NaN weights" not in line]
+    assert len(lines) == 1 and lines[0].startswith("nosync: training diverged at step "), lines
+    assert "try a lower --lr" in lines[0] and "--resume" not in result.stderr
+    step = summary(out)["diverged"]["step"]
+    assert f"at step {step} " in lines[0] and summary(out)["test_accuracy"] is None
+    assert not (out / "final.pt").exists()
+    assert read_metrics(out / "metrics.jsonl")[-1] == {"type": "diverged", "step": step}
+    return step
+
+
+@pytest.mark.parametrize("how", ["lr", "fitness"])
+def test_a_diverged_baseline_says_so_once_and_exits_3(tmp_path, how) -> None:
+    """Weights gone NaN (found by a vote), or only the fitness infinite at the end (nothing for
+    the end's selection to pick)."""
+    out = tmp_path / "run"
+    if how == "lr":
+        flags = ["--lr", "50"]
+    else:
+        flags = ["--loss", f"{write_user_module(tmp_path / 'user')}:inf_when_evaluated"]
+    result = nosync(
+        "train", "--strategy", "localsgd", *flags, "--workers", "2", "--steps", "60", "--quiet",
+        "--out", str(out),
+    )  # fmt: skip
+    step = _diverged_once(result, out)
+    assert 0 < step < 60 if how == "lr" else step == 60
+
+
+def test_a_swarm_whose_particles_all_diverge_exits_3_and_leaves_a_reusable_folder(
+    tmp_path,
+) -> None:
+    out = tmp_path / "run"
+    nan = ["--inject", "nan@10:0,nan@10:1"]
+    result = nosync("train", "--workers", "2", "--steps", "60", "--quiet", *nan, "--out", str(out))
+    assert 10 <= _diverged_once(result, out) <= 25  # the first vote or the first round
+    fresh = nosync("train", "--steps", "10", "--quiet", "--out", str(out))
+    assert fresh.returncode == 0, fresh.stderr
+    assert "diverged" not in summary(out) and (out / "final.pt").exists()

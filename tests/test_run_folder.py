@@ -253,3 +253,62 @@ def test_the_gpu_benchmark_loads_run_files_as_weights_only(finished, tmp_path) -
     with pytest.raises(pickle.UnpicklingError):
         bench.consistent(finished)
     assert not marker.exists()  # the pickle's code never ran
+
+
+# ---- issue 17 item 4: a run that saved no checkpoint leaves a folder a fresh run may use -------
+def _left_behind(folder: Path, **files: str) -> Path:
+    """What a run that stopped before its first checkpoint leaves (its lock file, config.toml
+    and metrics.jsonl), plus ``files``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in {
+        ".lock": "",
+        "config.toml": "seed = 1\n",
+        "metrics.jsonl": "",
+        **files,
+    }.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_a_folder_without_a_checkpoint_may_be_reused_and_the_hints_are_true(tmp_path) -> None:
+    from nosync.checkpoint import check_resumable
+    from nosync.cli import resume_hint
+    from nosync.config import TrainConfig
+    from nosync.launch import _check_out
+
+    failed = _left_behind(tmp_path / "failed")
+    _check_out(TrainConfig(out=str(failed)))  # a fresh run may use it
+    assert "a fresh run may use it again" in resume_hint(failed)
+    with pytest.raises(UserError, match="start it afresh without --resume"):
+        check_resumable(failed, TrainConfig(out=str(failed)).to_dict())
+    # every particle diverged before the first checkpoint: the same
+    diverged = _left_behind(tmp_path / "nan", **{"summary.json": '{"diverged": {"step": 20}}'})
+    _check_out(TrainConfig(out=str(diverged)))
+
+
+def test_a_folder_with_a_checkpoint_or_a_finished_run_is_refused_with_a_true_hint(
+    tmp_path,
+) -> None:
+    from nosync.config import TrainConfig
+    from nosync.launch import _check_out
+
+    latest = {"checkpoints/latest.json": "{}"}
+    cases = [
+        (_left_behind(tmp_path / "a", **latest), "continue it with --resume"),
+        (
+            _left_behind(tmp_path / "b", **latest, **{"summary.json": '{"diverged": {"step": 7}}'}),
+            "holds a run that diverged at step 7; pick another --out",
+        ),
+        (_left_behind(tmp_path / "c", **{"summary.json": "{}"}), "holds a finished run"),
+    ]
+    bare = tmp_path / "d"
+    bare.mkdir()
+    (bare / "config.toml").write_text("seed = 1\n")  # no lock: not a folder a run made
+    cases.append((bare, "already holds a run (a config.toml, no checkpoint); pick another --out"))
+    for folder, message in cases:
+        with pytest.raises(UserError, match=None) as refused:
+            _check_out(TrainConfig(out=str(folder)))
+        assert message in str(refused.value), (folder, refused.value)
+        if "continue" not in message:
+            assert "--resume" not in str(refused.value)

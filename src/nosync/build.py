@@ -22,7 +22,15 @@ from torch.utils.data import DataLoader, Subset
 
 from . import devices, seeds, user
 from .config import TrainConfig
-from .data import Batches, Dataset, StepSampler, fitness_split, load_dataset, stack
+from .data import (
+    Batches,
+    Dataset,
+    StepSampler,
+    check_finite,
+    fitness_split,
+    load_dataset,
+    stack,
+)
 from .errors import UserError
 from .evaluate import Loss, loss_fitness
 from .models import build_model
@@ -66,6 +74,9 @@ def task(cfg: TrainConfig, device: torch.device = devices.CPU) -> Task:
         samples = Subset(data.train_set, train_idx.tolist())
         x_fit, y_fit = stack(data.train_set, fit_idx.tolist(), cfg.dataset)
         x_eval, y_eval = stack(samples, range(min(TRAIN_EVAL_EXAMPLES, len(samples))), cfg.dataset)
+        # what is held as tensors of a map-style training set (the whole set is not scanned)
+        check_finite(x_fit, cfg.dataset, "the fitness set (training samples)")
+        check_finite(x_eval, cfg.dataset, "the train-accuracy subset")
     if device.type != "cpu":
         data = replace(data, x_test=data.x_test.to(device), y_test=data.y_test.to(device))
         x_fit, y_fit, x_eval, y_eval = (t.to(device) for t in (x_fit, y_fit, x_eval, y_eval))
@@ -243,6 +254,12 @@ def check_fit(task: Task, net: nn.Module, cfg: TrainConfig) -> None:
             raise UserError(
                 f"model: {cfg.model} gives {shape} for a batch of {len(x)}; "
                 "it must return (batch, classes) scores"
+            )
+        classes = task.data.classes
+        if out.shape[1] != classes:  # accuracy is an argmax over the scores: one per class
+            raise UserError(
+                f"model: {cfg.model} gives {out.shape[1]} scores per sample but --dataset "
+                f"{cfg.dataset} has {classes} classes; it must return (batch, {classes}) scores"
             )
         try:
             value = task.loss(out, y)

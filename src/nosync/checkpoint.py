@@ -227,7 +227,10 @@ def check_resumable(out: str | os.PathLike[str], config: dict[str, Any]) -> dict
     """Before launching ``--resume``: the set exists, every file loads, the run is the same."""
     record = latest(out)
     if record is None:
-        raise UserError(f"resume: no checkpoint in {checkpoint_root(out)}")
+        raise UserError(
+            f"resume: no checkpoint in {checkpoint_root(out)} (the run stopped before its first "
+            "one); start it afresh without --resume"
+        )
     changed = [
         f"{key}={record['config'].get(key)!r} (now {config[key]!r})"
         for key in FIXED_ON_RESUME

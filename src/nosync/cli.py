@@ -133,7 +133,10 @@ def resume_hint(out: str | Path) -> str:
     try:
         step = json.loads((Path(out) / "checkpoints" / "latest.json").read_text())["step"]
     except (OSError, ValueError, KeyError, TypeError):
-        return f"no checkpoint was saved, so there is nothing to resume in {out}"
+        return (
+            f"no checkpoint was saved, so there is nothing to resume in {out}; "
+            "a fresh run may use it again"
+        )
     return f"continue from the checkpoint at step {step} with: nosync train --resume {out}"
 
 
@@ -141,6 +144,19 @@ def _warn_dropped(lines: list[str]) -> None:
     """Settings of the --config file that do nothing in the mode chosen: said once, not used."""
     for line in lines:
         print(f"nosync: warning: config: {line}", file=sys.stderr)
+
+
+DIVERGED = 3  # exit status of a run that diverged (1: a worker failed, 2: bad input)
+
+
+def diverged_line(summary: dict[str, Any], lr: float, out: str | Path) -> str:
+    """The one line a diverged run ends with: where, and what to try (not a resume: resuming
+    a diverged run only diverges again)."""
+    return (
+        f"nosync: training diverged at step {summary['diverged']['step']} (every particle's "
+        f"weights or fitness became NaN or infinite); try a lower --lr (now {lr:g}) in a fresh "
+        f"run; the summary is in {Path(out) / 'summary.json'}"
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -175,6 +191,9 @@ def _train(args: argparse.Namespace) -> int:
     except LaunchFailed as err:
         print(f"nosync: error: {err}; {resume_hint(cfg.out)}", file=sys.stderr)
         return 1
+    if summary is not None and summary.get("diverged"):
+        print(diverged_line(summary, cfg.lr, cfg.out), file=sys.stderr)
+        return DIVERGED
     if summary is not None:
         print(format_summary(summary, cfg.out))
     return 0
@@ -231,6 +250,9 @@ def _simulate(args: argparse.Namespace) -> int:
     if not flags.get("out"):
         cfg.out = cfg.out.replace("-nosync", "-simulate")
     summary = simulate(cfg, args.particles)
+    if summary.get("diverged"):
+        print(diverged_line(summary, cfg.lr, cfg.out), file=sys.stderr)
+        return DIVERGED
     print(
         f"simulated {args.particles} particles ({cfg.rule}, {cfg.topology}): selected "
         f"{100 * summary['test_accuracy']:.2f} %, ensemble "

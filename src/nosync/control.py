@@ -6,7 +6,10 @@ forever in a collective the others never enter.  Checkpoints come at fixed steps
 vote* (one tiny all-reduce) on a cadence of its own: about every ``VOTE_SECONDS`` of training, and
 at least once a period, so a Ctrl+C takes effect quickly even with a very long period.  The
 cadence is agreed in each vote (the slowest rank's seconds per step ride along), so every rank
-knows the next vote step without asking.
+knows the next vote step without asking.  Every checkpoint step votes too, and the vote carries
+whether any rank's weights are still finite: when none is, training diverged (nothing is left to
+recover from) and every rank raises :class:`~nosync.errors.Diverged` at the same step, before a
+checkpoint of the diverged weights is written.
 
 Stragglers (``--stragglers skip``, :class:`Pacer`): the vote also carries the fastest rank's
 time per trained step, and every vote ends at the same moment on every rank, so from then on a
@@ -33,6 +36,7 @@ from torch import nn
 
 from . import attempt, checkpoint
 from .config import TrainConfig, parse_inject
+from .errors import Diverged
 from .placement import Placement
 from .strategies import Strategy
 
@@ -77,6 +81,12 @@ VOTE_SECONDS = 0.5  # aim: a Ctrl+C is honoured within about this much training 
 FIRST_VOTE = 20  # steps to the first vote, before any step has been timed
 SKIP_SLACK = 1.0  # --stragglers skip: steps a rank may lag the fastest before it skips
 STRAGGLER = 1.3  # ... and only a rank whose trained steps take this much longer than the fastest's
+
+
+def finite_weights(model: nn.Module) -> bool:
+    """No parameter holds a NaN or an infinity (one pass over the weights, at votes only)."""
+    with torch.no_grad():
+        return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 class Pacer:
@@ -174,8 +184,11 @@ class Control:
         if self.pacer is not None and not self._skipping:
             self.pacer.timed(own)
         self._blocked, self._evals = blocked, eval_seconds
-        stop = self._vote(step) if step == self._next_vote else False
         due = step == self.total or bool(self.save_every and step % self.save_every == 0)
+        # a checkpoint step votes too, for divergence only (a checkpoint of diverged weights
+        # would only diverge again); Ctrl+C keeps to the vote's own cadence
+        voting = step == self._next_vote
+        stop = self._vote(step) and voting if voting or due else False
         if stop or due:
             self.save(step, monitor_state())
         if stop:
@@ -186,15 +199,20 @@ class Control:
         self._next_vote, self._vote_clock = step + max(1, every), (step, time.perf_counter())
 
     def _vote(self, step: int) -> bool:
-        """Agree on stopping, and on the steps to the next vote (from the slowest rank's pace)."""
+        """Agree on stopping, and on the steps to the next vote (from the slowest rank's pace);
+        raise :class:`Diverged` on every rank when no rank's weights are finite any more."""
         since, t0 = self._vote_clock
         pace = (time.perf_counter() - t0) / max(1, step - since)
         stop = 1.0 if _stop_requested_at else 0.0
         busy = self.pacer.busy_pace() if self.pacer is not None else 0.0
-        # MAX-reduced: stop, the slowest pace, and (negated) the fastest rank's trained step time
-        vote = torch.tensor([stop, pace, -busy], dtype=torch.float64)
+        alive = 1.0 if finite_weights(self.model) else 0.0
+        # MAX-reduced: stop, the slowest pace, (negated) the fastest rank's trained step time,
+        # and whether any rank's weights are finite
+        vote = torch.tensor([stop, pace, -busy, alive], dtype=torch.float64)
         if dist.get_world_size() > 1:  # alone, there is no one to agree with (saves ~2 ms)
             dist.all_reduce(vote, op=dist.ReduceOp.MAX)
+        if not vote[3]:  # nothing to recover from: no particle has finite weights to lead
+            raise Diverged(f"every particle's weights are NaN or infinite at step {step}", step)
         every = min(self.cfg.period, round(VOTE_SECONDS / max(float(vote[1]), 1e-9)))
         self._schedule_vote(step, every)
         if self.pacer is not None:

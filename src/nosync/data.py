@@ -215,24 +215,36 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
 def _check_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.ndim not in (2, 3, 4) or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
+        if x.ndim not in (2, 3, 4) or y.ndim != 1 or len(x) != len(y):
             raise UserError(
                 f"dataset: {where}: x_{split} {x.shape} and y_{split} {y.shape} do not match "
                 "(need N samples and N labels)"
             )
+        if len(x) == 0:
+            raise UserError(f"dataset: {where}: the {split} set is empty (x_{split} {x.shape})")
         if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
             raise UserError(f"dataset: {where}: y_{split} must hold non-negative integer labels")
         if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
             raise UserError(f"dataset: {where}: x_{split} must hold numbers, not {x.dtype}")
-        if np.issubdtype(x.dtype, np.inexact) and not np.isfinite(x).all():
-            bad = int((~np.isfinite(x)).sum())
-            raise UserError(f"dataset: {where}: x_{split} holds {bad} NaN or infinite values")
+        check_finite(x, where, f"x_{split}")
     _check_labels(arrays, where)
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise UserError(
             f"dataset: {where}: train images {arrays['x_train'].shape[1:]} and test images "
             f"{arrays['x_test'].shape[1:]} differ in shape"
         )
+
+
+def check_finite(x: np.ndarray | Tensor, where: str, name: str) -> None:
+    """Inputs hold no NaN or infinity: one would make every particle diverge (and a NaN in the
+    test set would hide in the accuracy).  The same check for ``npz:`` arrays and a user's
+    tensors."""
+    if isinstance(x, Tensor):
+        bad = int((~torch.isfinite(x)).sum()) if x.is_floating_point() or x.is_complex() else 0
+    else:
+        bad = int((~np.isfinite(x)).sum()) if np.issubdtype(x.dtype, np.inexact) else 0
+    if bad:
+        raise UserError(f"dataset: {where}: {name} holds {bad} NaN or infinite values")
 
 
 def _check_labels(arrays: dict[str, np.ndarray], where: str) -> None:
@@ -290,12 +302,14 @@ def load_user_dataset(spec: str, train_subset: int = 0) -> Dataset:
             x_train, y_train = x_train[keep], y_train[keep]
         else:
             train_set = Subset(train_set, keep.tolist())
-    for split, labels in (("test", y_test), ("train", y_train)):
+    for split, inputs, labels in (("test", x_test, y_test), ("train", x_train, y_train)):
         if labels is not None and (labels.ndim != 1 or labels.is_floating_point()):
             raise UserError(
                 f"dataset: {spec}: {split} labels must be integer class indices, one per sample "
                 f"(got {labels.dtype} of shape {tuple(labels.shape)})"
             )
+        if inputs is not None:  # None: a map-style set (build.task checks what it stacks)
+            check_finite(inputs, spec, f"the {split} input tensor")
     return Dataset(
         spec, x_train, y_train, x_test, y_test, _classes(spec, train, y_train, y_test), train_set
     )

@@ -192,14 +192,13 @@ def _shared_preflight(cfg: TrainConfig, rank: int) -> runlock.RunLock | None:
 
 
 def _check_out(cfg: TrainConfig) -> None:
-    """A fresh run never writes into a folder that holds another run."""
+    """A fresh run never writes into a folder that holds another run (one that stopped before
+    its first checkpoint left nothing to keep: ``runlock.held_run``)."""
     out = Path(cfg.out)
     if cfg.resume:
         checkpoint.check_resumable(out, cfg.to_dict())
-    elif (out / "config.toml").exists() or (out / "checkpoints").exists():
-        raise UserError(
-            f"out: {out} already holds a run; continue it with --resume {out} or pick another --out"
-        )
+    elif held := runlock.held_run(out):
+        raise UserError(f"out: {out} {held}")
 
 
 def check_data_fits(cfg: TrainConfig, n: int) -> None:

@@ -22,6 +22,7 @@ from . import attempt, devices, loggers, selection
 from .checkpoint import atomic_torch_save, atomic_write_text
 from .config import TrainConfig
 from .data import Dataset
+from .errors import Diverged
 from .evaluate import accuracy, accuracy_of, predict_proba
 from .export import save_safetensors
 from .metrics import MetricsLog, truncate_metrics, write_summary
@@ -100,6 +101,8 @@ class Monitor:
             metrics = self.out / "metrics.jsonl"
             if resumed and metrics.exists():
                 truncate_metrics(metrics, start, self.logged_rounds)
+            if not resumed:  # a folder reused after a run that saved no checkpoint
+                (self.out / "summary.json").unlink(missing_ok=True)
             self.log = loggers.attach(  # metrics.jsonl, and TensorBoard with --logger
                 MetricsLog(metrics, append=bool(resumed)),
                 self.cfg,
@@ -237,6 +240,46 @@ class Monitor:
         return self._accuracies(self._scratch)
 
     # ---- at the end ---------------------------------------------------------------------------
+    def diverged(self, strategy: Strategy, step: int) -> dict[str, Any] | None:
+        """Training diverged at ``step`` on every rank: rank 0 logs it and writes a summary with
+        ``"diverged": {"step": step}`` (and no accuracy, no final model: there is none to give)."""
+        if not self.root:
+            return None
+        rounds = strategy.history
+        train_seconds = self.train_seconds()
+        comm_seconds, comm_bytes = strategy.comm()
+        summary = {
+            "strategy": self.cfg.strategy,
+            "rule": self.cfg.rule if self.cfg.strategy == "nosync" else None,
+            "workers": self.cfg.workers,
+            "particles": self.place.particles,
+            "ranks_per_particle": self.place.ranks_per_particle,
+            "dataset": self.cfg.dataset,
+            "model": self.cfg.model,
+            "seed": self.cfg.seed,
+            "diverged": {"step": step},
+            "test_accuracy": None,
+            "worker_test_accuracy": None,
+            "ensemble_test_accuracy": None,
+            "steps": self.total,
+            "epochs": self.total / self.steps_per_epoch,
+            "samples_per_worker": self.total * self.cfg.batch_size,
+            "wall_seconds": time.perf_counter() - self.wall_start,
+            "train_seconds": train_seconds,
+            "eval_seconds": self.eval_seconds,
+            "train_samples_per_second": None,
+            "sync_rounds": len(rounds),
+            "comm_bytes": comm_bytes,
+            "comm_seconds": comm_seconds,
+            "leaders": [r["leader"] for r in rounds],
+            "restarts": attempt.restarts(),
+        }
+        if self.log:
+            self.log.write({"type": "diverged", "step": step})
+            self.log.close()
+        write_summary(self.out / "summary.json", summary)
+        return summary
+
     def evaluate_swarm(self, model: nn.Module) -> dict[str, Any]:
         """Before finalize: each particle's test accuracy, their ensemble, and the three models a
         swarm can return (``selection.py``): the best particle by fitness, the weight average
@@ -248,6 +291,8 @@ class Monitor:
         weights = gather(flatten_weights(model), group)
         fits = gather(torch.tensor([float(self.fitness(model))], dtype=torch.float64), group)
         fitness = [f if math.isfinite(f) else math.inf for f in fits.view(-1).tolist()]
+        if not selection.live(fitness):  # (select_weights would have nothing to choose from)
+            raise Diverged("every particle's fitness is NaN or infinite at the end", self.total)
         scratch = copy.deepcopy(model)
         found: dict[str, Any] = {}
         for kind in selection.SELECTS:

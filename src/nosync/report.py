@@ -348,12 +348,15 @@ def write_run_report(folder: Path) -> Path:
     plt.close(fig)
     leaders = summary.get("leaders") or []
     counts = {p: leaders.count(p) for p in sorted({x for x in leaders if x is not None})}
+    diverged = summary.get("diverged")
     text = "\n".join(
         [
             f"# nosync run: {folder.name}",
             "",
             "```",
-            format_summary(summary, str(folder)),
+            f"training diverged at step {diverged['step']}: no model"
+            if diverged
+            else format_summary(summary, str(folder)),
             "```",
             "",
             "Rounds led per particle: "

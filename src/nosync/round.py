@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .errors import Diverged
 from .exchange import Exchange, uncarry
 from .planner import Neighbourhood, Plan
 from .records import RoundRecord, round_record
@@ -37,7 +38,7 @@ from .rules import Exchanged, Rule
 from .weights import flatten_weights, float_tensors, load_weights
 
 
-class SwarmDivergedError(RuntimeError):
+class SwarmDivergedError(Diverged):
     """Every particle has a non-finite fitness: there is no leader to recover from."""
 
 
@@ -170,7 +171,8 @@ class Round:
         plan, previous = self.exchange.fitness(fitness(), hood, train_loss, self.carry)
         if plan.leader is None and plan.everyone:
             raise SwarmDivergedError(
-                f"every particle diverged at step {step} (fitness {list(plan.known.values())})"
+                f"every particle diverged at step {step} (fitness {list(plan.known.values())})",
+                step,
             )
         return plan, previous
 

@@ -5,17 +5,19 @@ external torchrun) takes the lock before it writes anything and keeps it until i
 ranks it starts write under its lock.  A second run on the same folder is refused with the
 holder's pid.  ``flock`` locks go away with the process that holds them, even after a kill -9,
 so a crashed run never leaves a stale lock behind; the file itself stays (removing it would let
-a third run lock a new file while a second still holds the old one).
+a third run lock a new file while a second still holds the old one), and marks the folder as one
+a run made: :func:`held_run` lets a fresh run reuse it when that run left nothing to keep.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 from pathlib import Path
 
-from .checkpoint import write_failed
+from .checkpoint import checkpoint_root, write_failed
 from .errors import UserError
 
 LOCK_NAME = ".lock"
@@ -86,3 +88,27 @@ def holder(path: Path, tries: int = 20) -> str:
             return text
         time.sleep(0.05)
     return "unknown"
+
+
+def held_run(folder: str | os.PathLike[str]) -> str | None:
+    """Why a fresh run may not write into ``folder``, or None when it may: the folder holds no
+    run, or a run's (it has the lock file) that stopped before its first checkpoint, which left
+    nothing to resume (its ``config.toml``, ``metrics.jsonl`` and any summary of a divergence are
+    replaced)."""
+    folder = Path(folder)
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        summary = None
+    diverged = summary.get("diverged") if isinstance(summary, dict) else None
+    if (checkpoint_root(folder) / "latest.json").exists():
+        if isinstance(diverged, dict):  # resuming would only diverge again
+            return f"holds a run that diverged at step {diverged.get('step')}; pick another --out"
+        return f"already holds a run; continue it with --resume {folder} or pick another --out"
+    if (folder / "final.pt").exists() or (summary is not None and diverged is None):
+        return "holds a finished run; pick another --out"
+    made_by_a_run = (folder / LOCK_NAME).exists()
+    run_files = (folder / "config.toml", checkpoint_root(folder))
+    if not made_by_a_run and any(p.exists() for p in run_files):
+        return "already holds a run (a config.toml, no checkpoint); pick another --out"
+    return None

@@ -30,7 +30,7 @@ from .build import Task
 from .checkpoint import atomic_torch_save, atomic_write_text
 from .config import TrainConfig
 from .data import Batches
-from .errors import UserError
+from .errors import Diverged, UserError
 from .evaluate import TrainLoss, accuracy, accuracy_of, fitness_value, predict_proba
 from .export import save_safetensors
 from .metrics import MetricsLog, clean_json
@@ -148,23 +148,28 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
             log.write({"type": "round", **record, "leaders": leaders})
         logged = settled
 
-    for until in [*range(every, total, every), total]:
-        run_together(world, swarm, until)
+    try:
+        for until in [*range(every, total, every), total]:
+            run_together(world, swarm, until)
+            log_rounds()
+            log.write(
+                {
+                    "type": "eval",
+                    "step": until,
+                    "samples_per_worker": until * cfg.batch_size,
+                    **_evaluate(swarm, task),
+                }
+            )
+            bar.update(until - bar.n)
+        # an async round still in flight lands, as in a real run, and the last distances arrive
+        together(world, swarm, lambda p: p.swarm.settle())
         log_rounds()
-        log.write(
-            {
-                "type": "eval",
-                "step": until,
-                "samples_per_worker": until * cfg.batch_size,
-                **_evaluate(swarm, task),
-            }
-        )
-        bar.update(until - bar.n)
-    bar.close()
-    # an async round still in flight lands, as in a real run, and the last distances arrive
-    together(world, swarm, lambda p: p.swarm.settle())
-    log_rounds()
-    final = _evaluate(swarm, task, final=True)
+        final = _evaluate(swarm, task, final=True)
+    except Diverged as err:  # every particle at once: there is no leader to recover from
+        step = err.step if err.step is not None else max(p.swarm.step for p in swarm)
+        return _diverged(cfg, particles, swarm, log, step, start)
+    finally:
+        bar.close()
     data = task.data
     probs = torch.stack([predict_proba(p.model, data.x_test) for p in swarm])
     best = swarm[final["best_particle"]]
@@ -195,6 +200,35 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
     return summary
 
 
+def _diverged(
+    cfg: TrainConfig, particles: int, swarm: list[Particle], log: Any, step: int, start: float
+) -> dict[str, Any]:
+    """The summary of a swarm that diverged at ``step`` (as a real run's: ``"diverged"``, no
+    accuracy and no final model)."""
+    leaders = [r["leader"] for r in swarm[0].swarm.history]
+    summary = {
+        "strategy": "simulate",
+        "rule": cfg.rule,
+        "topology": cfg.topology,
+        "particles": particles,
+        "workers": particles,
+        "steps": swarm[0].total,
+        "diverged": {"step": step},
+        "test_accuracy": None,
+        "worker_test_accuracy": None,
+        "ensemble_test_accuracy": None,
+        "leaders": leaders,
+        "sync_rounds": len(leaders),
+        "wall_seconds": time.perf_counter() - start,
+    }
+    log.write({"type": "diverged", "step": step})
+    log.close()
+    atomic_write_text(
+        Path(cfg.out) / "summary.json", json.dumps(clean_json(summary), indent=2) + "\n"
+    )
+    return summary
+
+
 def _evaluate(swarm: list[Particle], task: Task, final: bool = False) -> dict[str, Any]:
     """Per-particle accuracy and (held-out) fitness; the selected particle's accuracy, selected
     by held-out fitness while training (as the monitor does) and, at the end, by the swarm's own
@@ -207,7 +241,10 @@ def _evaluate(swarm: list[Particle], task: Task, final: bool = False) -> dict[st
         chosen_by = [
             fitness_value(p.swarm.fitness, p.model, flatten_weights(p.model)) for p in swarm
         ]
-    best = rules.elect_leader(torch.tensor(chosen_by, dtype=torch.float64)) or 0
+    best = rules.elect_leader(torch.tensor(chosen_by, dtype=torch.float64))
+    if best is None and final:  # the swarm's own finalize would find no leader either
+        raise Diverged("every particle diverged", max(p.swarm.step for p in swarm))
+    best = best or 0
     weights = torch.stack([flatten_weights(p.model) for p in swarm])
     return {
         "test_accuracy": test,

@@ -1,8 +1,9 @@
 """One rank's training run: the whole loop on one screen.
 
 The strategy decides what happens around ``optimizer.step`` (a sync round, a DDP all-reduce,
-nothing); the monitor evaluates, logs and draws the progress bar.  Run it through ``launch.py``
-(``nosync train``) or any torchrun-style launcher.
+nothing); the monitor evaluates, logs and draws the progress bar.  A run that diverged (no
+particle left with finite weights) ends with a summary that says so, and no model.  Run it
+through ``launch.py`` (``nosync train``) or any torchrun-style launcher.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from . import build, devices, lr_schedule, strategies
 from .config import TrainConfig
 from .control import Control
 from .data import Batches
+from .errors import Diverged
 from .evaluate import TrainLoss
 from .monitor import Monitor
 from .placement import Placement
@@ -59,6 +61,7 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
     net = build.compiled(cfg, strategy.net)  # --compile: torch.compile
     loss_fn = build.train_loss(cfg, task, place.particle)  # --diversity: per-particle smoothing
     feed = build.stream(cfg, task, batches, strategy.step, total)  # resumes mid-epoch
+    diverged = None
     try:
         with strategy:
             while strategy.step < total:  # the strategy counts optimizer steps
@@ -76,10 +79,17 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
                     scheduler.step()
                 monitor.after_step(strategy, model)
                 control.after_step(monitor.state_dict, monitor.eval_seconds)  # vote, checkpoint
+    except Diverged as err:  # on every rank at the same step (the vote, or the swarm's round)
+        diverged = err.step if err.step is not None else strategy.step
     finally:
         control.close()
         monitor.close()
-    strategy.flush()  # an async round still in flight lands
-    before = monitor.evaluate_swarm(model)  # every particle, their ensemble and weight average
-    strategy.finalize()  # every rank now holds the selected model
+    if diverged is not None:
+        return monitor.diverged(strategy, diverged)
+    try:
+        strategy.flush()  # an async round still in flight lands
+        before = monitor.evaluate_swarm(model)  # every particle, their ensemble, weight average
+        strategy.finalize()  # every rank now holds the selected model
+    except Diverged as err:  # no particle with a finite fitness at the end: nothing to select
+        return monitor.diverged(strategy, err.step if err.step is not None else strategy.step)
     return monitor.finish(strategy, model, before)

@@ -69,6 +69,8 @@ def _import(name: str, flag: str) -> Any:
         return importlib.import_module(name)
     except UserError:
         raise
+    except SystemExit as err:  # sys.exit() at import would end nosync silently
+        raise UserError(f"{flag}: cannot import {name}: it called sys.exit({err.code!r})") from None
     except Exception as err:  # noqa: BLE001 - whatever the user's module raises on import
         raise UserError(f"{flag}: cannot import {name}: {type(err).__name__}: {err}") from None
 
@@ -78,6 +80,9 @@ def _call(fn: Callable[..., Any], args: tuple[Any, ...], flag: str) -> Any:
         return fn(*args)
     except UserError:
         raise
+    except SystemExit as err:
+        name = getattr(fn, "__name__", repr(fn))
+        raise UserError(f"{flag}: {name}() called sys.exit({err.code!r})") from None
     except Exception as err:  # noqa: BLE001 - the user's code failed; say where
         name = getattr(fn, "__name__", repr(fn))
         raise UserError(f"{flag}: {name}() raised {type(err).__name__}: {err}") from None
@@ -140,10 +145,15 @@ def _one_split(spec: str, split: str, part: Any) -> TorchDataset | tuple[Tensor,
     pair = isinstance(part, tuple | list) and len(part) == 2
     if pair and all(isinstance(t, Tensor) for t in part):
         x, y = part
-        if len(x) != len(y) or len(x) == 0:
+        if len(x) != len(y):
             raise UserError(
                 f"dataset: {spec}: {split} inputs {tuple(x.shape)} and labels {tuple(y.shape)} "
                 "do not match (need N samples and N labels)"
+            )
+        if len(x) == 0:
+            raise UserError(
+                f"dataset: {spec}: the {split} set is empty (inputs {tuple(x.shape)}, labels "
+                f"{tuple(y.shape)})"
             )
         return x, y
     if not (hasattr(part, "__getitem__") and hasattr(part, "__len__")):
