@@ -22,6 +22,12 @@ ratio is nosync / plain, and a variant's figure is the median of its ratios.
 ``--variant before=DIR --variant after=src`` compares two source trees against the same plain
 loops (e.g. an older commit's ``src`` unpacked with ``git archive``).  Every pair, the load
 average and the medians go to ``--out`` (JSON).
+
+``--chunk-steps S`` measures finer, for a machine whose speed drifts within a run: in *this*
+process (the nosync on ``PYTHONPATH``), ``--pairs`` pairs of a plain-loop chunk of S steps and
+nosync's own loop for S steps (``nosync.train.train`` on a one-rank gloo group, what the worker
+of ``nosync train --strategy single`` runs: checkpoints every 500 steps and at its end,
+evaluations excluded), the order alternating from pair to pair.
 """
 
 from __future__ import annotations
@@ -83,6 +89,59 @@ def steps_of(args: argparse.Namespace) -> int:
     return max(1, round(args.epochs * per_epoch))
 
 
+def in_process(args: argparse.Namespace, name: str) -> list[dict]:
+    """``--chunk-steps``: alternate plain-loop chunks and nosync's loop in this process."""
+    import torch
+    import torch.distributed as dist
+
+    sys.path.insert(0, str(HERE))
+    from plain_loop import plain_loop
+
+    from nosync.config import resolve
+    from nosync.data import load_dataset
+    from nosync.placement import Placement
+    from nosync.train import train
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29541")
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    place = Placement(0, 1, 1, dist.group.WORLD, None)
+    data = load_dataset(args.dataset)
+    pairs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.pairs):
+            load, rates = os.getloadavg()[0], {}
+            order = ["plain", "nosync"] if i % 2 == 0 else ["nosync", "plain"]
+            for side in order:
+                if side == "plain":
+                    rates[side] = plain_loop(
+                        data, args.model, args.chunk_steps, args.batch_size, args.lr, seed=i
+                    )
+                    continue
+                flags = {
+                    "strategy": "single", "dataset": args.dataset, "model": args.model,
+                    "steps": args.chunk_steps, "batch_size": args.batch_size, "lr": args.lr,
+                    "threads": 1, "quiet": True, "seed": i, "out": f"{tmp}/chunk{i}",
+                }  # fmt: skip
+                rates[side] = train(resolve({}, flags), place)["train_samples_per_second"]
+            ratio = rates["nosync"] / rates["plain"]
+            pairs.append(
+                {
+                    "round": i,
+                    "order": order,
+                    "plain_samples_per_second": rates["plain"],
+                    "nosync_samples_per_second": rates["nosync"],
+                    "ratio": ratio,
+                    "load_before": load,
+                    "load_after": os.getloadavg()[0],
+                }
+            )
+            print(f"pair {i + 1}/{args.pairs}: {name} nosync / plain {ratio:.3f}, load {load:.1f}")
+    dist.destroy_process_group()
+    return pairs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=6, help="rounds (a pair per variant each)")
@@ -98,8 +157,15 @@ def main() -> None:
         metavar="NAME=SRC",
         help="a nosync source tree to measure (repeatable; default: current=, the PYTHONPATH's)",
     )
+    parser.add_argument(
+        "--chunk-steps", type=int, default=0, help="in-process chunks of this many steps"
+    )
     parser.add_argument("--out", default=str(HERE / "results" / "single_vs_plain.json"))
     args = parser.parse_args()
+    if args.chunk_steps:
+        name = (args.variant or ["current="])[0].split("=", 1)[0]
+        finish(args, {name: in_process(args, name)}, [], args.chunk_steps)
+        return
     variants = {
         name: os.path.abspath(src) if src else ""
         for name, src in (v.split("=", 1) for v in args.variant or ["current="])
@@ -141,9 +207,18 @@ def main() -> None:
                 f"samples/s; nosync / plain: {shown}; load {load:.1f}",
                 file=sys.stderr,
             )
+    finish(args, pairs, rounds, steps)
+
+
+def finish(
+    args: argparse.Namespace, pairs: dict[str, list[dict]], rounds: list, steps: int
+) -> None:
+    """The medians, the JSON file and a line per variant."""
+    variants = list(pairs)
     result: dict = {
         "command": " ".join(["python", "benchmarks/single_vs_plain.py", *sys.argv[1:]]),
         "settings": vars(args) | {"steps": steps},
+        "mode": "in-process chunks" if args.chunk_steps else "command lines",
         "definition": "training samples / training wall time, evaluation excluded on both sides",
         "rounds": rounds,
         "pairs": pairs,
