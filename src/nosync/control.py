@@ -153,6 +153,7 @@ class Control:
         self._step_began = time.perf_counter()
         self.save_every = cfg.checkpoint_every * cfg.period
         self.pacer = Pacer() if cfg.stragglers == "skip" else None
+        self._timed = self.pacer is not None or self.slow > 1  # else no step needs its own time
         self._skipping, self._blocked, self._evals = False, 0.0, 0.0
         self._previous_handler = install_sigint_handler()
         self._schedule_vote(strategy.step, min(cfg.period, FIRST_VOTE))
@@ -173,17 +174,8 @@ class Control:
         step = self.strategy.step
         if step in self.faults:
             self._inject_nan(step)
-        # the step's own time: not the time a round held it up (waiting for others), nor an
-        # evaluation's
-        blocked = self.strategy.blocked_seconds
-        waited = blocked - self._blocked + eval_seconds - self._evals
-        own = max(0.0, time.perf_counter() - self._step_began - waited)
-        if self.slow > 1:  # a straggler: this step takes `slow` times as long
-            time.sleep((self.slow - 1) * own)
-            own *= self.slow
-        if self.pacer is not None and not self._skipping:
-            self.pacer.timed(own)
-        self._blocked, self._evals = blocked, eval_seconds
+        if self._timed:
+            self._time_step(eval_seconds)
         due = step == self.total or bool(self.save_every and step % self.save_every == 0)
         # a checkpoint step votes too, for divergence only (a checkpoint of diverged weights
         # would only diverge again); Ctrl+C keeps to the vote's own cadence
@@ -193,7 +185,21 @@ class Control:
             self.save(step, monitor_state())
         if stop:
             raise Interrupted(step)
-        self._step_began = time.perf_counter()  # the vote's wait and a save are not the step's
+        if self._timed:
+            self._step_began = time.perf_counter()  # the vote's wait and a save are not the step's
+
+    def _time_step(self, eval_seconds: float) -> None:
+        """The step's own time (for the pacer, and an injected slowdown): not the time a round
+        held it up (waiting for others), nor an evaluation's."""
+        blocked = self.strategy.blocked_seconds
+        waited = blocked - self._blocked + eval_seconds - self._evals
+        own = max(0.0, time.perf_counter() - self._step_began - waited)
+        if self.slow > 1:  # a straggler: this step takes `slow` times as long
+            time.sleep((self.slow - 1) * own)
+            own *= self.slow
+        if self.pacer is not None and not self._skipping:
+            self.pacer.timed(own)
+        self._blocked, self._evals = blocked, eval_seconds
 
     def _schedule_vote(self, step: int, every: int) -> None:
         self._next_vote, self._vote_clock = step + max(1, every), (step, time.perf_counter())
@@ -242,7 +248,8 @@ class Control:
             "rank": self.placement.rank,
         }
         checkpoint.save_rank(self.cfg.out, step, self.placement.rank, state)
-        dist.barrier()
+        if self.placement.world > 1:  # alone, no other rank's file to wait for
+            dist.barrier()
         if self.placement.rank == 0:
             checkpoint.commit(self.cfg.out, step, self.placement.world, self.cfg.to_dict())
 

@@ -91,7 +91,10 @@ class TrainLoss:
         self.last = math.nan  # the previous window's mean, for a take() with no step since
 
     def observe(self, loss: Tensor) -> None:
-        self.total = self.total + loss.detach().double()
+        if isinstance(self.total, Tensor):  # one in-place add a step (exact: the sum is fp64)
+            self.total.add_(loss.detach())
+        else:  # a window's first step (0.0 + loss, as a new fp64 tensor: 0.0 + -0.0 is 0.0)
+            self.total = loss.detach().double() + self.total
         self.count += 1
 
     def take(self) -> float:

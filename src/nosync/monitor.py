@@ -283,7 +283,15 @@ class Monitor:
     def evaluate_swarm(self, model: nn.Module) -> dict[str, Any]:
         """Before finalize: each particle's test accuracy, their ensemble, and the three models a
         swarm can return (``selection.py``): the best particle by fitness, the weight average
-        and the greedy soup (averages with their BatchNorm statistics recomputed)."""
+        and the greedy soup (averages with their BatchNorm statistics recomputed).  Its time is
+        evaluation time, not training time (issue 17)."""
+        start = time.perf_counter()
+        try:
+            return self._evaluate_swarm(model)
+        finally:
+            self.eval_seconds += time.perf_counter() - start
+
+    def _evaluate_swarm(self, model: nn.Module) -> dict[str, Any]:
         if not self.place.is_head:
             return {}
         group, x, y = self.place.swarm_group, self.data.x_test, self.data.y_test
@@ -318,6 +326,7 @@ class Monitor:
     def finish(
         self, strategy: Strategy, model: nn.Module, before: dict[str, Any]
     ) -> dict[str, Any] | None:
+        train_seconds = self.train_seconds()  # not the end's bookkeeping below
         rounds = strategy.history
         if strategy.settled > self.logged_rounds:  # a round that landed or settled at the end
             self._log_rounds(strategy, strategy.step)
@@ -332,7 +341,6 @@ class Monitor:
         blocked, skipped, digests = (list(column) for column in zip(*per_rank, strict=True))
         if not self.root:
             return None
-        train_seconds = self.train_seconds()
         comm_seconds, comm_bytes = strategy.comm()
         samples = (self.total * self.cfg.workers - sum(skipped)) * self.cfg.batch_size
         summary = {

@@ -106,6 +106,11 @@ class Strategy(StepHook):
         self.skipped += 1
         self._after_step()
 
+    def reads(self, losses: TrainLoss) -> bool:
+        """Whether this strategy ever reads the loop's running training loss ``losses`` (to log
+        or as the fitness); the loop feeds it only then (a few tensor ops a step otherwise)."""
+        return False
+
     @property
     def blocked_seconds(self) -> float:
         """Seconds the training thread was held up by rounds (none without rounds)."""
@@ -262,6 +267,9 @@ class SwarmStrategy(Strategy):
     def skip(self) -> None:
         self.skipped += 1
         self.swarm.skip()
+
+    def reads(self, losses: TrainLoss) -> bool:
+        return losses is self.swarm.train_loss or losses is self.swarm.fitness
 
     @property
     def step(self) -> int:

@@ -62,6 +62,7 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
     loss_fn = build.train_loss(cfg, task, place.particle)  # --diversity: per-particle smoothing
     feed = build.stream(cfg, task, batches, strategy.step, total)  # resumes mid-epoch
     diverged = None
+    observe = strategy.reads(losses)  # kept only where a round logs it or it is the fitness
     try:
         with strategy:
             while strategy.step < total:  # the strategy counts optimizer steps
@@ -71,7 +72,8 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
                 else:
                     with devices.autocast(place.device, cfg.precision):  # --precision bf16
                         loss = loss_fn(net(inputs), targets)
-                    losses.observe(loss)
+                    if observe:
+                        losses.observe(loss)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()  # the strategy's hook counts it, runs a round every period
