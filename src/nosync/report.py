@@ -321,7 +321,9 @@ def write_run_report(folder: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary = read_object(folder / "summary.json", SUMMARY_KEYS)
+    summary = read_object(folder / "summary.json", ())
+    if not summary.get("diverged"):  # a diverged run has no accuracies, epochs or throughput
+        summary = read_object(folder / "summary.json", SUMMARY_KEYS)
     records = read_metrics(folder / "metrics.jsonl")
     evals = [r for r in records if r["type"] == "eval"]
     rounds = [r for r in records if r["type"] == "round" and r["fitness"]]
