@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-unit lint bench clean
 
 $(VENV)/.base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ run: $(VENV)/.base
 test: $(VENV)/.dev
 	$(PY) -m ruff check src tests benchmarks examples
 	$(PY) -m pytest -n 3 --durations=10
+
+# the in-process tests alone (tests/unit, about a minute): for quick iteration
+test-unit: $(VENV)/.dev
+	$(PY) -m pytest -n 2 tests/unit
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check src tests benchmarks examples

@@ -6,7 +6,7 @@
     model, batch size and optimizer, one thread each.  This machine's speed drifts by tens of
     percent from second to second, so (a) runs both *in this process*, alternating chunks of
     ``--chunk-steps`` steps (plain, nosync, plain, nosync, ...), and reports the median of the
-    per-pair ratios.  nosync's loop is called through ``nosync.train.train`` on a one-rank gloo
+    per-pair ratios.  nosync's loop is called through ``nosync.run.train.train`` on a one-rank gloo
     group: the same code ``nosync train --strategy single`` runs inside its one worker.
 (b) ``nosync train --workers 2`` against ``--strategy single`` (separate launches, one thread per
     rank), aggregate samples/s, alternated ``--repeats`` times; the machine's own ceiling (two
@@ -60,10 +60,10 @@ def overhead_pairs(args: argparse.Namespace, tmp: Path) -> list[tuple[float, flo
     sys.path.insert(0, str(HERE))
     from plain_loop import plain_loop
 
-    from nosync.config import resolve
-    from nosync.data import load_dataset
-    from nosync.placement import Placement
-    from nosync.train import train
+    from nosync.core.placement import Placement
+    from nosync.data.datasets import load_dataset
+    from nosync.run.config import resolve
+    from nosync.run.train import train
 
     torch.set_num_threads(1)
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")

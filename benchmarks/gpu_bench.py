@@ -94,8 +94,8 @@ def nosync_train(out: Path, *flags: str) -> dict[str, Any]:
 def plain_loop(model_name: str, steps: int, batch: int, device: torch.device) -> float:
     """Samples per second of a hand-written loop: nosync's model, SGD with momentum and cosine
     decay, Fashion-MNIST on the device, a shuffled order drawn on the device."""
-    from nosync.data import load_dataset
-    from nosync.models import build_model
+    from nosync.data.datasets import load_dataset
+    from nosync.run.models import build_model
 
     data = load_dataset("fashion-mnist")
     x, y = data.x_train.to(device), data.y_train.to(device)
@@ -121,7 +121,7 @@ def plain_loop(model_name: str, steps: int, batch: int, device: torch.device) ->
 
 def padded_npz(path: Path, quick: bool) -> Path:
     """Fashion-MNIST padded to 32x32 (2 pixels of background on every side), as an .npz."""
-    from nosync.data import find_idx_dir, read_idx
+    from nosync.data.datasets import find_idx_dir, read_idx
 
     folder = find_idx_dir("fashion-mnist", None)
     arrays = {}

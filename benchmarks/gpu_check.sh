@@ -41,7 +41,7 @@ fi
 
 log "pytest -m gpu"
 status=0
-"$PY" -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$RESULTS/pytest_gpu.txt" \
+"$PY" -m pytest -m gpu -q -p no:cacheprovider tests/e2e/test_gpu.py 2>&1 | tee "$RESULTS/pytest_gpu.txt" \
     || status=1
 log "benchmark on $device"
 "$PY" benchmarks/gpu_bench.py --out "$RESULTS" --device "$device" $quick || status=1

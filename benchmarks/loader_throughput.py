@@ -86,10 +86,10 @@ def data_cost(folder: Path, steps: int, chunks: int) -> dict[str, dict[str, list
     import torch
     import torch.nn.functional as F
 
-    from nosync import build
-    from nosync.config import TrainConfig
-    from nosync.data import Batches, load_dataset
-    from nosync.models import build_model
+    from nosync.data.datasets import Batches, load_dataset
+    from nosync.run import build
+    from nosync.run.config import TrainConfig
+    from nosync.run.models import build_model
 
     torch.set_num_threads(1)
     d = load_dataset("mnist", str(folder))

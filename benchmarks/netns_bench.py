@@ -248,8 +248,8 @@ def main() -> None:
                 raise RuntimeError("failing on purpose after setting up the namespaces")
         return
 
-    from nosync.compare import budget
-    from nosync.config import resolve
+    from nosync.run.config import resolve
+    from nosync.tools.compare import budget
 
     # the same samples per worker for every strategy: `epochs` passes of one worker
     steps = budget(resolve({}, {"dataset": "fashion-mnist", "epochs": args.epochs}))

@@ -15,8 +15,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from nosync.data import Dataset, load_dataset
-from nosync.models import build_model
+from nosync.data.datasets import Dataset, load_dataset
+from nosync.run.models import build_model
 
 
 def plain_loop(

@@ -25,7 +25,7 @@ average and the medians go to ``--out`` (JSON).
 
 ``--chunk-steps S`` measures finer, for a machine whose speed drifts within a run: in *this*
 process (the nosync on ``PYTHONPATH``), ``--pairs`` pairs of a plain-loop chunk of S steps and
-nosync's own loop for S steps (``nosync.train.train`` on a one-rank gloo group, what the worker
+nosync's own loop for S steps (``nosync.run.train.train`` on a one-rank gloo group, what the worker
 of ``nosync train --strategy single`` runs: checkpoints every 500 steps and at its end,
 evaluations excluded), the order alternating from pair to pair.
 """
@@ -80,8 +80,8 @@ def plain(args: argparse.Namespace, steps: int) -> float:
 
 def steps_of(args: argparse.Namespace) -> int:
     """The steps ``--epochs`` makes for nosync (its fitness set held out), as it counts them."""
-    from nosync.config import resolve
-    from nosync.data import Batches, fitness_split, load_dataset
+    from nosync.data.datasets import Batches, fitness_split, load_dataset
+    from nosync.run.config import resolve
 
     cfg = resolve({}, {"dataset": args.dataset, "batch_size": args.batch_size})
     train_idx, _ = fitness_split(load_dataset(args.dataset).n_train, cfg.fitness_size, cfg.seed)
@@ -97,10 +97,10 @@ def in_process(args: argparse.Namespace, name: str) -> list[dict]:
     sys.path.insert(0, str(HERE))
     from plain_loop import plain_loop
 
-    from nosync.config import resolve
-    from nosync.data import load_dataset
-    from nosync.placement import Placement
-    from nosync.train import train
+    from nosync.core.placement import Placement
+    from nosync.data.datasets import load_dataset
+    from nosync.run.config import resolve
+    from nosync.run.train import train
 
     torch.set_num_threads(1)
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")

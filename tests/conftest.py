@@ -1,23 +1,16 @@
-"""Shared fixtures: runs that several tests read, made once per session."""
+"""pytest's entry to the shared test code in ``support/`` (a package): its session fixtures, and a
+marker for each test folder (``-m unit``, ``-m distributed``, ``-m e2e``); see tests/README.md."""
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import pytest
 
-from helpers import nosync
-
-# The README's default swarm: `nosync train --workers 4 --dataset digits` (all defaults).
-DEFAULT_SWARM = ["--workers", "4", "--dataset", "digits"]
+pytest_plugins = ["support.fixtures"]
+KINDS = ("unit", "distributed", "e2e")
 
 
-@pytest.fixture(scope="session")
-def default_swarm(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    out = tmp_path_factory.mktemp("runs") / "swarm"
-    result = nosync("train", *DEFAULT_SWARM, "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    return out, result
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.parent.name
+        if folder in KINDS:
+            item.add_marker(getattr(pytest.mark, folder))

@@ -12,16 +12,20 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from nosync import _moved
+
+_moved.install()  # the flat layout's module paths, deprecated (see _moved.py)
+
 _EXPORTS = {
-    "loss_fitness": ".evaluate",
-    "TrainLoss": ".evaluate",
-    "REGISTRY": ".rules",
-    "RULES": ".rules",
-    "Rule": ".rules",
-    "Swarm": ".swarm",
-    "SwarmDivergedError": ".swarm",
-    "particle_groups": ".swarm",
-    "LocalWorld": ".transport",
+    "loss_fitness": ".core.evaluate",
+    "TrainLoss": ".core.evaluate",
+    "REGISTRY": ".core.rules",
+    "RULES": ".core.rules",
+    "Rule": ".core.rules",
+    "Swarm": ".core.swarm",
+    "SwarmDivergedError": ".core.swarm",
+    "particle_groups": ".core.swarm",
+    "LocalWorld": ".core.transport",
 }
 __all__ = [
     "REGISTRY",

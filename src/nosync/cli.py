@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import interrupts
-from .errors import UserError
+from nosync.errors import UserError
+from nosync.launch import interrupts
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,7 +33,7 @@ REPEATABLE = {"inject"}  # given several times, the values add up (comma-joined)
 
 
 def _add_train_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozenset()) -> None:
-    from .config import FIELDS
+    from nosync.run.config import FIELDS
 
     for name, f in FIELDS.items():
         if name in exclude:
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _flags(args: argparse.Namespace, exclude: set[str] = frozenset()) -> dict[str, Any]:
     """The settings given as flags (repeated flags joined with commas)."""
-    from .config import FIELDS
+    from nosync.run.config import FIELDS
 
     values = vars(args)
     flags = {k: values[k] for k in FIELDS if k in values and k not in exclude}
@@ -160,9 +160,15 @@ def diverged_line(summary: dict[str, Any], lr: float, out: str | Path) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import drop_unused, read_toml, resolve
-    from .launch import INTERRUPTED, LaunchFailed, LaunchInterrupted, launch, under_launcher
-    from .report import format_summary
+    from nosync.launch.launcher import (
+        INTERRUPTED,
+        LaunchFailed,
+        LaunchInterrupted,
+        launch,
+        under_launcher,
+    )
+    from nosync.run.config import drop_unused, read_toml, resolve
+    from nosync.tools.report import format_summary
 
     flags = _flags(args)
     if flags.get("resume"):
@@ -200,8 +206,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .compare import parse_labels, parse_workers, run_compare
-    from .config import read_toml
+    from nosync.run.config import read_toml
+    from nosync.tools.compare import parse_labels, parse_workers, run_compare
 
     flags = _flags(args, PER_CELL)
     shared = read_toml(args.config) if args.config else {}
@@ -236,8 +242,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .config import drop_unused, read_toml, resolve
-    from .simulate import simulate
+    from nosync.run.config import drop_unused, read_toml, resolve
+    from nosync.tools.simulate import simulate
 
     interrupts.resume()
     if args.particles < 1:
@@ -262,7 +268,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from nosync.tools.report import write_report
 
     interrupts.resume()
     folder = Path(args.dir)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset as TorchDataset
 
-from .errors import UserError
+from nosync.errors import UserError
 
 
 def is_spec(value: str) -> bool:

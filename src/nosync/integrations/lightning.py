@@ -25,7 +25,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..swarm import Swarm
+from nosync.core.swarm import Swarm
 
 try:
     import lightning.pytorch as pl

@@ -1,0 +1,16 @@
+"""Starting and stopping the ranks: the launcher (``launcher``: preflight, torch's elastic agent
+on one machine, a worker under ``torchrun``), the run folder's lock (``runlock``), ranks that die
+with their launcher (``lifeline``), Ctrl+C (``interrupts``) and loopback-only stores
+(``loopback``).  ``from nosync.launch import launch`` still works (the names of the former
+``nosync.launch`` module are loaded from ``launcher`` on first use)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return getattr(importlib.import_module(".launcher", __name__), name)

@@ -1,0 +1,451 @@
+"""The run configuration: one dataclass, read from TOML, overridden by flags, checked once.
+
+Every field is a ``nosync train`` flag (``batch_size`` is ``--batch-size``) and a key of the TOML
+file; the help text lives next to the field so that flags, files and docs cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from nosync.core import rules, selection
+from nosync.core.topology import TOPOLOGIES
+from nosync.data.datasets import check_dataset_name
+from nosync.errors import UserError
+from nosync.run.devices import DEVICES, PRECISIONS
+from nosync.run.models import MODELS
+from nosync.user import is_spec
+
+STRATEGIES = ("nosync", "single", "ddp", "localsgd", "easgd", "diloco")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LOGGERS = ("none", "tensorboard")
+
+
+class OrSpec(tuple):
+    """Named choices that also admit any ``MODULE:CALLABLE`` (a user's own); argparse and
+    :func:`validate` test membership with ``in``, so a typo still fails as an invalid choice."""
+
+    def __contains__(self, value: object) -> bool:
+        return super().__contains__(value) or (isinstance(value, str) and is_spec(value))
+
+
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class TrainConfig:
+    strategy: str = _f("nosync", "training strategy", STRATEGIES)
+    workers: int = _f(0, "number of ranks (default 4, or 1 for --strategy single)")
+    ranks_per_particle: int = _f(1, "ranks per particle; >1 makes each particle a DDP group")
+    rule: str = _f("leader", "pull rule of the sync round", rules.RULES)
+    pressure: float = _f(0.3, "pull strength p in [0, 1]")
+    schedule: str = _f("constant", "pressure schedule (linear ramps p to 1)", rules.SCHEDULES)
+    period: int = _f(25, "optimizer steps between sync rounds")
+    inertia: float = _f(0.5, "pso: velocity inertia")
+    c1: float = _f(0.5, "pso: pull toward the particle's own best")
+    c2: float = _f(2.0, "pso: pull toward the leader (scaled by the pressure)")
+    easgd_beta: float = _f(0.9, "easgd: moving rate beta; each round alpha = beta / particles")
+    temperature: float = _f(1.0, "weighted: T of the weights softmax(-fitness / T)")
+    outer_lr: float = _f(
+        0.0,
+        "outer (Nesterov) step size, SlowMo's alpha: diloco (0: 0.7), or for the leader, "
+        "elastic and weighted rules instead of the pressure (0: the pressure)",
+    )
+    outer_momentum: float = _f(
+        -1.0,
+        "outer momentum in [0, 1), SlowMo's beta: diloco (-1: 0.9), or the leader, elastic and "
+        "weighted rules' pull as a Nesterov step (-1: 0, a plain pull)",
+    )
+    diversity: bool = _f(
+        False, "each particle trains with its own label smoothing in [0, 0.1] (seeded)"
+    )
+    select: str = _f(
+        "best",
+        "nosync: the model the swarm returns: best particle, weight average, or greedy soup",
+        selection.SELECTS,
+    )
+    topology: str = _f(
+        "all", "whom a particle compares with: everyone, a ring, k random others", TOPOLOGIES
+    )
+    neighbors: int = _f(2, "random-k: the k in-neighbours drawn each round")
+    exchange: str = _f(
+        "float32",
+        "dtype of weights sent in sync rounds (bfloat16 halves bytes)",
+        ("float32", "bfloat16", "float16"),
+    )
+    round: str = _f(
+        "async",
+        "rounds: blocking (training waits for them) or async (training goes on; the pull lands "
+        "--delay steps later as a correction)",
+        ("blocking", "async"),
+    )
+    delay: int = _f(-1, "async rounds: steps from a round's start to its pull (-1: period / 5)")
+    fitness: str = _f(
+        "train-loss",
+        "a particle's fitness: loss on the held-out fitness set, or its mean training loss "
+        "since the last round (free)",
+        ("held-out", "train-loss"),
+    )
+    stragglers: str = _f(
+        "wait",
+        "nosync: a fast rank waits for a slow one (wait), or a slow rank skips batches to keep "
+        "the swarm's fastest pace (skip: no waiting, not reproducible)",
+        ("wait", "skip"),
+    )
+    dataset: str = _f(
+        "digits", "digits, fashion-mnist, mnist, npz:PATH or MODULE:CALLABLE (your own)"
+    )
+    data_dir: str = _f("", "folder with IDX files (then $NOSYNC_DATA, /usr/share/datasets)")
+    train_subset: int = _f(0, "use only this many training examples (0: all)")
+    fitness_size: int = _f(0, "held-out fitness examples (0: a tenth of train, at most 512)")
+    shard: bool = _f(False, "give each particle a disjoint shard of the training data")
+    model: str = _f("mlp", "model: mlp, cnn or MODULE:CALLABLE (your own)", OrSpec(MODELS))
+    init: str = _f("same", "initialise particles identically or differently", ("same", "different"))
+    epochs: float = _f(10.0, "passes over each particle's training data")
+    steps: int = _f(0, "optimizer steps per rank (overrides --epochs when > 0)")
+    batch_size: int = _f(32, "mini-batch per rank")
+    lr: float = _f(0.05, "learning rate (per rank, before scaling)")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(0.0, "SGD weight decay")
+    lr_schedule: str = _f(
+        "cosine",
+        "learning rate over training: cosine decay to 0, or constant",
+        ("cosine", "constant"),
+    )
+    lr_scaling: str = _f(
+        "linear", "data-parallel particles: scale lr with ranks per particle", ("linear", "none")
+    )
+    # ---- bring your own: optimizer, loss, data loading, loggers ----
+    optimizer: str = _f("sgd", "optimizer", OPTIMIZERS)
+    betas: str = _f("0.9,0.999", "adam/adamw: beta1,beta2")
+    eps: float = _f(1e-8, "adam/adamw: epsilon")
+    loss: str = _f("cross_entropy", "training (and fitness) loss: cross_entropy or MODULE:CALLABLE")
+    loader_workers: int = _f(
+        0, "DataLoader worker processes for a map-style --dataset (0: in the training process)"
+    )
+    logger: str = _f("none", "also log to TensorBoard (pip install 'nosync[tensorboard]')", LOGGERS)
+    seed: int = _f(0, "random seed")
+    eval_every: int = _f(0, "evaluate every N steps (0: once per epoch)")
+    threads: int = _f(0, "torch threads per rank (0: $OMP_NUM_THREADS, else cores / local ranks)")
+    # ---- devices (devices.py) ----
+    device: str = _f("auto", "where ranks compute (auto: cuda:LOCAL_RANK, else cpu)", DEVICES)
+    precision: str = _f("fp32", "forward and loss under autocast: fp32 or bf16", PRECISIONS)
+    compile: bool = _f(False, "torch.compile the model")
+    timeout: float = _f(300.0, "seconds a collective may wait before the run fails")
+    checkpoint_every: int = _f(
+        20, "checkpoint every N sync rounds (N x period steps); 0: at the end only"
+    )
+    resume: str = _f("", "continue the run in this folder from its last checkpoint")
+    max_restarts: int = _f(0, "restart the workers from the last checkpoint up to N times")
+    inject: str = _f(
+        "",
+        "fault injection for tests: nan@STEP:RANK (NaN weights), slow@RANK:FACTOR "
+        "(a straggler)[,...] (repeatable)",
+    )
+    port: int = _f(0, "local rendezvous port (0: any free port)")
+    out: str = _f("", "output folder (default runs/<time>-<strategy>)")
+    quiet: bool = _f(False, "no progress bar")
+    verbose: bool = _f(
+        False, "on a failure, print full tracebacks (ours and torch's) after the one-line reason"
+    )
+
+    @property
+    def particles(self) -> int:
+        return self.workers // self.ranks_per_particle
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    """Read a config file; unknown keys and wrong types are errors, not silently ignored."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"config: no such file {path}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"config: {path} is not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"config: {path} is not UTF-8 text (byte {err.start}); TOML files must be UTF-8"
+        ) from None
+    except OSError as err:
+        raise UserError(f"config: cannot read {path}: {err.strerror}") from None
+    for key, value in data.items():
+        if key not in FIELDS:
+            raise UserError(f"config: unknown key {key!r} in {path}")
+        data[key] = _coerce(key, value, f"config: {path}: {key}")
+    return data
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    kind = FIELDS[key].type
+    ok = {
+        "bool": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+    }[kind]
+    if not ok:
+        raise UserError(f"{where} must be {kind}, got {value!r}")
+    return float(value) if kind == "float" else value
+
+
+def resolve(
+    file_values: dict[str, Any], flag_values: dict[str, Any], under_launcher: bool = False
+) -> TrainConfig:
+    """Defaults, then the TOML file, then flags; then fill automatic values and validate.
+
+    A flag that does nothing in the mode chosen (:func:`unused`, e.g. ``--delay`` with
+    ``--round blocking``) is refused; the same value from the file is left to
+    :func:`drop_unused`.  Under an external launcher the automatic worker count is the
+    launcher's world size.
+    """
+    given = {**file_values, **flag_values}
+    if given.get("workers", 1) < 1:
+        raise UserError(f"workers: must be at least 1, got {given['workers']}")
+    cfg = TrainConfig(**given)
+    if cfg.workers == 0:
+        if under_launcher:
+            cfg.workers = int(os.environ.get("WORLD_SIZE", "1"))
+        else:
+            cfg.workers = 1 if cfg.strategy == "single" else 4
+    if cfg.strategy == "ddp" and cfg.ranks_per_particle == 1:
+        cfg.ranks_per_particle = cfg.workers
+    diloco = cfg.strategy == "diloco"  # automatic outer settings: DiLoCo's, or no outer step
+    if cfg.outer_lr == 0 and diloco:
+        cfg.outer_lr = 0.7
+    if cfg.outer_momentum == -1:
+        cfg.outer_momentum = 0.9 if diloco else 0.0
+    if not cfg.out:
+        cfg.out = str(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.strategy}")
+    validate(cfg)
+    for name, why in unused(cfg).items():
+        if name in flag_values:  # given on purpose and would do nothing: a mistake
+            raise UserError(f"{name}: {why}")
+    return cfg
+
+
+SWARMS = ("nosync", "easgd")  # the strategies whose rounds a Swarm runs
+
+
+def _no(mode: str, where: str) -> str:
+    return f"does nothing with {mode} (it is for {where})"
+
+
+def unused(cfg: TrainConfig) -> dict[str, str]:
+    """The settings at other than their default that do nothing in ``cfg``'s mode, each with
+    why, in field order.  :func:`resolve` refuses such a flag; a value from a TOML file (one file
+    may serve several modes, as compare's shared settings do) is dropped by :func:`drop_unused`.
+    """
+    s, rule = cfg.strategy, cfg.rule
+    why: dict[str, str] = {}
+    if s != "nosync":
+        for name in ("rule", "inertia", "c1", "c2", "temperature", "pressure", "schedule"):
+            why[name] = _no(f"--strategy {s}", "--strategy nosync")
+        if s == "easgd":
+            why["pressure"] = why["schedule"] = _no(
+                "--strategy easgd", "--strategy nosync; easgd pulls at --easgd-beta / particles"
+            )
+    else:
+        if rule != "pso":
+            why |= dict.fromkeys(("inertia", "c1", "c2"), _no(f"--rule {rule}", "--rule pso"))
+        if rule != "weighted":
+            why["temperature"] = _no(f"--rule {rule}", "--rule weighted")
+        if rule == "none":
+            why["pressure"] = why["schedule"] = "does nothing with --rule none (it pulls nothing)"
+    if s != "easgd":
+        why["easgd_beta"] = _no(f"--strategy {s}", "--strategy easgd")
+    if s not in SWARMS:
+        for name in ("round", "delay", "fitness"):
+            why[name] = _no(f"--strategy {s}", "the swarm strategies nosync and easgd")
+    elif cfg.round == "blocking":
+        why["delay"] = _no("--round blocking", "--round async")
+    elif s == "nosync" and rule == "none":
+        why["delay"] = "does nothing with --rule none (it pulls nothing, so no pull is delayed)"
+    if s in ("single", "ddp"):
+        why["diversity"] = (
+            f"does not apply to --strategy {s}: one particle has no others to differ from (it "
+            "would only train with a random label smoothing)"
+        )
+    if cfg.topology != "random-k":
+        why["neighbors"] = _no(f"--topology {cfg.topology}", "--topology random-k")
+    if cfg.optimizer in ("adam", "adamw"):
+        why["momentum"] = _no(f"--optimizer {cfg.optimizer}", "sgd; adam's are --betas")
+    else:
+        why["betas"] = why["eps"] = _no(f"--optimizer {cfg.optimizer}", "adam and adamw")
+    return {
+        name: why[name]
+        for name in FIELDS
+        if name in why and getattr(cfg, name) != FIELDS[name].default
+    }
+
+
+def drop_unused(cfg: TrainConfig) -> list[str]:
+    """Set what :func:`unused` names back to its default (so that ``config.toml`` records what
+    the run does); returns one line per setting dropped."""
+    dropped = []
+    for name, why in unused(cfg).items():
+        dropped.append(f"{name} = {getattr(cfg, name)!r} {why}; not used")
+        setattr(cfg, name, FIELDS[name].default)
+    return dropped
+
+
+def validate(cfg: TrainConfig) -> None:
+    """One clear ``UserError`` per mistake, named after the flag."""
+    for name, f in FIELDS.items():
+        if f.type == "float" and not math.isfinite(getattr(cfg, name)):
+            raise UserError(f"{name}: must be a finite number, got {getattr(cfg, name)}")
+    for name, f in FIELDS.items():
+        choices = f.metadata["choices"]
+        if choices and getattr(cfg, name) not in choices:
+            raise UserError(
+                f"{name}: unknown {name} {getattr(cfg, name)!r} (choose from {', '.join(choices)})"
+            )
+    check_dataset_name(cfg.dataset)
+    if cfg.workers < 1:
+        raise UserError(f"workers: must be at least 1, got {cfg.workers}")
+    if cfg.ranks_per_particle < 1 or cfg.workers % cfg.ranks_per_particle:
+        raise UserError(
+            f"ranks_per_particle: {cfg.ranks_per_particle} must be >= 1 and divide "
+            f"workers ({cfg.workers})"
+        )
+    if cfg.strategy == "single" and cfg.workers != 1:
+        raise UserError(f"workers: the single strategy runs one worker, got {cfg.workers}")
+    if cfg.strategy == "ddp" and cfg.ranks_per_particle != cfg.workers:
+        raise UserError("ranks_per_particle: ddp makes all workers one particle; leave it unset")
+    if cfg.topology != "all" and (cfg.strategy != "nosync" or cfg.rule in ("elastic", "weighted")):
+        raise UserError(
+            f"topology: {cfg.topology} needs --strategy nosync with the leader, pso or none rule"
+        )
+    if not 0.0 <= cfg.pressure <= 1.0:
+        raise UserError(f"pressure: must be in [0, 1], got {cfg.pressure}")
+    _check_swarm_options(cfg)
+    checks = {
+        "period": cfg.period >= 1,
+        "batch_size": cfg.batch_size >= 1,
+        "epochs": cfg.epochs > 0 or cfg.steps > 0,
+        "steps": cfg.steps >= 0,
+        "lr": cfg.lr > 0,
+        "momentum": 0 <= cfg.momentum < 1,
+        "weight_decay": cfg.weight_decay >= 0,
+        "train_subset": cfg.train_subset >= 0,
+        "fitness_size": cfg.fitness_size >= 0,
+        "eval_every": cfg.eval_every >= 0,
+        "threads": cfg.threads >= 0,
+        "timeout": cfg.timeout > 0,
+        "easgd_beta": 0 < cfg.easgd_beta <= 1,
+        "neighbors": cfg.neighbors >= 1,
+        "delay": cfg.delay >= -1,
+        "checkpoint_every": cfg.checkpoint_every >= 0,
+        "max_restarts": cfg.max_restarts >= 0,
+        "port": 0 <= cfg.port < 65536,
+    }
+    for name, ok in checks.items():
+        if not ok:
+            raise UserError(f"{name}: invalid value {getattr(cfg, name)!r}")
+    if cfg.stragglers == "skip" and (cfg.strategy != "nosync" or cfg.ranks_per_particle > 1):
+        raise UserError(
+            "stragglers: skip needs --strategy nosync with one rank per particle (ddp, localsgd "
+            "and a particle's own DDP group are synchronous by design)"
+        )
+    if cfg.delay > cfg.period:
+        raise UserError(f"delay: {cfg.delay} is more than the period ({cfg.period})")
+    for fault in parse_inject(cfg.inject):
+        if fault.rank >= cfg.workers:
+            raise UserError(
+                f"inject: rank {fault.rank} does not exist (ranks are 0..{cfg.workers - 1})"
+            )
+    # ---- bring your own ----
+    if cfg.loss != "cross_entropy" and not is_spec(cfg.loss):
+        raise UserError(f"loss: {cfg.loss!r} is neither cross_entropy nor MODULE:CALLABLE")
+    if not cfg.eps > 0 or cfg.loader_workers < 0:
+        bad = "eps" if not cfg.eps > 0 else "loader_workers"
+        raise UserError(f"{bad}: invalid value {getattr(cfg, bad)!r}")
+    betas = [t.strip() for t in cfg.betas.split(",")]
+    try:
+        ok = len(betas) == 2 and all(0 <= float(b) < 1 for b in betas)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UserError(f"betas: {cfg.betas!r} is not two comma-separated numbers in [0, 1)")
+
+
+def _check_swarm_options(cfg: TrainConfig) -> None:
+    """The new rules', outer step's, diversity's and selection's settings."""
+    if not cfg.temperature > 0:
+        raise UserError(f"temperature: must be > 0, got {cfg.temperature}")
+    if cfg.outer_lr < 0 or (cfg.outer_lr == 0 and cfg.strategy == "diloco"):
+        raise UserError(f"outer_lr: must be > 0, got {cfg.outer_lr}")
+    if not (0 <= cfg.outer_momentum < 1 or cfg.outer_momentum == -1):
+        raise UserError(f"outer_momentum: must be in [0, 1), got {cfg.outer_momentum}")
+    outer = cfg.outer_lr > 0 or cfg.outer_momentum > 0
+    if outer and cfg.strategy == "nosync" and cfg.rule not in rules.PULL_RULES:
+        raise UserError(
+            f"outer_momentum: the outer step works with the rules "
+            f"{', '.join(rules.PULL_RULES)}, not {cfg.rule!r}"
+        )
+    if cfg.select != "best" and cfg.strategy != "nosync":
+        raise UserError(f"select: {cfg.select} is for --strategy nosync, not {cfg.strategy}")
+    if cfg.select == "soup" and cfg.fitness == "train-loss":
+        raise UserError("select: soup needs --fitness held-out (it scores averaged models)")
+    if cfg.diversity and cfg.loss != "cross_entropy":
+        raise UserError("diversity: label smoothing needs --loss cross_entropy")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """``nan@STEP:RANK``: that rank's weights become NaN after STEP.  ``slow@RANK:FACTOR``: that
+    rank sleeps after each step for FACTOR - 1 times the step's own time."""
+
+    kind: str
+    rank: int
+    step: int = 0
+    factor: float = 1.0
+
+
+def parse_inject(spec: str) -> list[Fault]:
+    """``nan@STEP:RANK,slow@RANK:FACTOR,...``: several faults are fine, the same one twice is a
+    mistake."""
+    faults: list[Fault] = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        kind, _, where = item.partition("@")
+        left, _, right = where.partition(":")
+        if kind == "nan" and left.isdigit() and right.isdigit() and int(left) >= 1:
+            fault = Fault("nan", int(right), step=int(left))
+        elif kind == "slow" and left.isdigit() and _number(right) > 1:
+            fault = Fault("slow", int(left), factor=_number(right))
+        else:
+            raise UserError(
+                f"inject: {item!r} is not of the form nan@STEP:RANK (STEP >= 1) or "
+                "slow@RANK:FACTOR (FACTOR > 1)"
+            )
+        if any((f.kind, f.rank, f.step) == (fault.kind, fault.rank, fault.step) for f in faults):
+            raise UserError(f"inject: {item!r} is given twice")
+        faults.append(fault)
+    return faults
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        return math.nan
+    return value if math.isfinite(value) else math.nan

@@ -1,0 +1,97 @@
+"""One rank's training run: the whole loop on one screen.
+
+The strategy decides what happens around ``optimizer.step`` (a sync round, a DDP all-reduce,
+nothing); the monitor evaluates, logs and draws the progress bar.  A run that diverged (no
+particle left with finite weights) ends with a summary that says so, and no model.  Run it
+through ``launch.py`` (``nosync train``) or any torchrun-style launcher.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from nosync.core.evaluate import TrainLoss
+from nosync.core.placement import Placement
+from nosync.data.datasets import Batches
+from nosync.errors import Diverged
+from nosync.run import build, devices, lr_schedule, strategies
+from nosync.run.config import TrainConfig
+from nosync.run.control import Control
+from nosync.run.monitor import Monitor
+
+
+def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
+    """Train this rank's share of the run; returns the summary on rank 0, None elsewhere."""
+    wall_start = time.perf_counter()
+    task = build.task(cfg, place.device)  # data (on the device), fitness set held out, loss
+    model = build.model(cfg, task, place.particle)
+    optimizer = build.optimizer(cfg, model, lr_schedule.base_lr(cfg, place.ranks_per_particle))
+    held_out = task.fitness
+    losses = TrainLoss()  # every step's loss: logged per round, and the train-loss fitness
+    fitness = losses if cfg.fitness == "train-loss" else held_out
+    batches = Batches(
+        task.n,
+        cfg.batch_size,
+        cfg.seed,
+        place.particle,
+        place.particles,
+        shard=cfg.shard,
+        ranks_per_particle=place.ranks_per_particle,
+        rank_in_particle=place.rank_in_particle,
+    )
+    total = cfg.steps or max(1, round(cfg.epochs * batches.steps_per_epoch))
+    scheduler = lr_schedule.scheduler(optimizer, cfg, total, place.ranks_per_particle)
+    bn_data = build.bn_batches(cfg, task)  # an averaged model's BatchNorm statistics
+    strategy = strategies.build(cfg, model, optimizer, fitness, place, total, losses, bn_data)
+    control = Control(cfg, place, model, optimizer, scheduler, strategy, total)
+    resumed = control.restore()
+    monitor = Monitor(
+        cfg,
+        place,
+        task.data,
+        task.x_eval,
+        task.y_eval,
+        held_out,
+        total,
+        batches.steps_per_epoch,
+        wall_start,
+    )
+    monitor.begin(strategy, resumed)
+    net = build.compiled(cfg, strategy.net)  # --compile: torch.compile
+    loss_fn = build.train_loss(cfg, task, place.particle)  # --diversity: per-particle smoothing
+    feed = build.stream(cfg, task, batches, strategy.step, total)  # resumes mid-epoch
+    diverged = None
+    observe = strategy.reads(losses)  # kept only where a round logs it or it is the fitness
+    try:
+        with strategy:
+            while strategy.step < total:  # the strategy counts optimizer steps
+                inputs, targets = next(feed)
+                if control.should_skip():  # --stragglers skip: a slow rank keeps the pace
+                    strategy.skip()
+                else:
+                    with devices.autocast(place.device, cfg.precision):  # --precision bf16
+                        loss = loss_fn(net(inputs), targets)
+                    if observe:
+                        losses.observe(loss)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()  # the strategy's hook counts it, runs a round every period
+                if scheduler:
+                    scheduler.step()
+                monitor.after_step(strategy, model)
+                control.after_step(monitor.state_dict, monitor.eval_seconds)  # vote, checkpoint
+    except Diverged as err:  # on every rank at the same step (the vote, or the swarm's round)
+        diverged = err.step if err.step is not None else strategy.step
+    finally:
+        control.close()
+        monitor.close()
+    if diverged is not None:
+        return monitor.diverged(strategy, diverged)
+    try:
+        strategy.flush()  # an async round still in flight lands
+        before = monitor.evaluate_swarm(model)  # every particle, their ensemble, weight average
+        strategy.finalize()  # every rank now holds the selected model
+    except Diverged as err:  # no particle with a finite fitness at the end: nothing to select
+        return monitor.diverged(strategy, err.step if err.step is not None else strategy.step)
+    return monitor.finish(strategy, model, before)

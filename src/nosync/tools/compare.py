@@ -1,0 +1,352 @@
+"""``nosync compare``: a grid of runs (strategies x worker counts x seeds) under one budget.
+
+Every cell is an ordinary ``nosync train`` run in its own folder under ``DIR/cells/``, started
+as a subprocess one after another, with the same number of optimizer steps per worker (so the
+same samples per worker) and the same evaluation points.  ``compare.json`` gathers what the
+cells wrote; ``report.py`` turns it into a Markdown table and plots.  A comparison that is
+interrupted and started again skips finished cells and resumes a cell that has a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from nosync.core import rules
+from nosync.errors import UserError
+from nosync.launch import interrupts
+from nosync.run import build, loggers
+from nosync.run.checkpoint import atomic_write_text
+from nosync.run.config import FIELDS, STRATEGIES, TrainConfig, drop_unused, resolve, unused
+from nosync.run.metrics import read_metrics
+
+INTERRUPTED = 130
+CURVE_KEYS = (
+    "step",
+    "samples_per_worker",
+    "train_seconds",
+    "selected_test_accuracy",
+    "selected_train_accuracy",
+    "spread",
+    "test_accuracy",
+)
+SUMMARY_KEYS = (
+    "test_accuracy",
+    "worker_test_accuracy",
+    "ensemble_test_accuracy",
+    "weight_average_test_accuracy",
+    "wall_seconds",
+    "train_seconds",
+    "train_samples_per_second",
+    "sync_rounds",
+    "sync_seconds",
+    "blocked_seconds",
+    "comm_bytes",
+    "comm_seconds",
+    "steps",
+    "samples_per_worker",
+)
+
+
+# what a cell's own settings (``LABEL:key=value``) may not change: compare sets them per cell
+CELL_KEYS = {"strategy", "rule", "workers", "seed", "steps", "epochs", "eval_every", "out"}
+CELL_KEYS |= {"quiet", "resume", "inject", "port", "max_restarts"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    label: str  # a strategy, or nosync-RULE, with its own settings: nosync-weighted:temperature=2
+    workers: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        safe = self.label.replace(":", "_").replace(",", "_").replace("/", "_")
+        return f"{safe}-n{self.workers}-s{self.seed}"
+
+
+def parse_labels(text: str) -> list[str]:
+    """``single,nosync,nosync-pso:pressure=0.5,period=10,ddp`` -> labels.
+
+    A label is ``STRATEGY``, ``nosync-RULE`` (the swarm's rule), either followed by
+    ``:key=value`` settings of its own (training flags in their TOML spelling, which win over
+    the shared ones); after a label's first setting, comma-separated ``key=value`` items are
+    its further settings.  Labels come back in a canonical spelling.
+    """
+    parts: list[tuple[str, list[str]]] = []
+    for token in (t.strip() for t in text.split(",")):
+        if not token:
+            continue
+        head, eq, _ = token.partition("=")
+        if eq and ":" not in head:  # key=value: a further setting of the label before
+            if not parts or not parts[-1][1]:
+                raise UserError(f"strategies: {token!r} follows no LABEL:key=value")
+            parts[-1][1].append(token)
+        else:
+            name, _, setting = token.partition(":")
+            parts.append((name, [setting] if setting else []))
+    if not parts:
+        raise UserError("strategies: give at least one")
+    labels: list[str] = []
+    seen: list[tuple[str, dict[str, Any]]] = []
+    for name, settings in parts:
+        strategy, _, rule = name.partition("-")
+        if strategy not in STRATEGIES or (
+            rule and (strategy != "nosync" or rule not in rules.RULES)
+        ):
+            raise UserError(
+                f"strategies: unknown {name!r} (choose from {', '.join(STRATEGIES)}, "
+                f"or nosync-RULE with RULE one of {', '.join(rules.RULES)})"
+            )
+        values = settings_of(name, settings)
+        spelled = ",".join(f"{k}={v}" for k, v in values.items())
+        label = f"{name}:{spelled}" if spelled else name
+        if (name, values) in seen:  # the same cells twice: one run, two rows of the table
+            raise UserError(f"strategies: {label} is given twice")
+        seen.append((name, values))
+        labels.append(label)
+    return labels
+
+
+def settings_of(name: str, items: list[str]) -> dict[str, Any]:
+    """A label's own settings, typed as the config's fields."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, eq, text = (part.strip() for part in item.partition("="))
+        key = key.replace("-", "_")
+        if not eq or key not in FIELDS or key in CELL_KEYS:
+            raise UserError(
+                f"strategies: {name}: {item!r} is not key=value with a training setting "
+                f"(compare sets {', '.join(sorted(CELL_KEYS))} itself)"
+            )
+        kind = FIELDS[key].type
+        try:
+            value: Any = {"int": int, "float": float, "str": str}[kind](text)
+        except KeyError:  # bool
+            if text.lower() not in ("true", "false"):
+                raise UserError(f"strategies: {name}: {key} must be true or false") from None
+            value = text.lower() == "true"
+        except ValueError:
+            raise UserError(f"strategies: {name}: {key} must be {kind}, got {text!r}") from None
+        values[key] = value
+    return values
+
+
+def label_values(label: str) -> dict[str, Any]:
+    """The config values a label sets: strategy, rule and its own settings."""
+    name, _, spelled = label.partition(":")
+    strategy, _, rule = name.partition("-")
+    values: dict[str, Any] = {"strategy": strategy, **({"rule": rule} if rule else {})}
+    return values | settings_of(name, spelled.split(",") if spelled else [])
+
+
+def parse_workers(text: str) -> list[int]:
+    try:
+        counts = sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise UserError(f"workers: {text!r} is not a comma-separated list of counts") from None
+    if not counts or counts[0] < 1:
+        raise UserError(f"workers: counts must be at least 1, got {text!r}")
+    return counts
+
+
+def plan(labels: list[str], workers: list[int], seeds: int) -> list[Cell]:
+    """Seed by seed, so that an early stop still leaves whole comparisons; ``single`` runs once
+    per seed with one worker, the other strategies with every count above one."""
+    cells = []
+    for seed in range(seeds):
+        for label in labels:
+            one = label_values(label)["strategy"] == "single"
+            counts = [1] if one else [n for n in workers if n > 1]
+            cells += [Cell(label, n, seed) for n in counts]
+    return cells
+
+
+def cell_config(base: dict[str, Any], cell: Cell, steps: int, eval_every: int, out: Path) -> dict:
+    """A cell's whole configuration.  The shared settings (``base``) that do nothing for the
+    cell's strategy are left at their defaults there (``--delay`` in a localsgd cell); a
+    label's own settings must all apply."""
+    own = label_values(cell.label)
+    values = {
+        **own,
+        "workers": cell.workers,
+        "seed": cell.seed,
+        "steps": steps,
+        "eval_every": eval_every,
+        "out": str(out),
+        "quiet": True,
+    }
+    if own["strategy"] == "ddp":
+        values["ranks_per_particle"] = cell.workers
+    cfg = resolve(base, values)
+    drop_unused(cfg)
+    return cfg.to_dict()
+
+
+def budget(base: TrainConfig) -> int:
+    """Optimizer steps per worker: ``epochs`` passes of one worker over the training set."""
+    task = build.check(base)  # user pieces that do not fit fail here, before any cell runs
+    if base.steps:
+        return base.steps
+    return max(1, round(base.epochs * (task.n // base.batch_size)))
+
+
+def collect(folder: Path) -> dict[str, Any]:
+    """What compare keeps of a finished cell: its summary and its evaluation curve."""
+    summary = json.loads((folder / "summary.json").read_text())
+    curve = [
+        {k: r.get(k) for k in CURVE_KEYS}
+        for r in read_metrics(folder / "metrics.jsonl")
+        if r["type"] == "eval"
+    ]
+    return {"summary": {k: summary.get(k) for k in SUMMARY_KEYS}, "curve": curve}
+
+
+def run_compare(
+    base_values: dict[str, Any],
+    labels: list[str],
+    workers: list[int],
+    seeds: int,
+    evals: int,
+    target: float | None,
+    out: Path,
+    quiet: bool = False,
+) -> int:
+    """Run the grid; returns 0, 1 when a cell failed, or 130 when interrupted."""
+    from nosync.tools.report import read_object, write_compare_report
+
+    base = resolve(base_values, {"out": str(out / "cells" / "probe")})
+    unused_by_all: dict[str, str] | None = None
+    for label in labels:  # a label's own settings that do not fit fail now, not mid-grid
+        strategy = label_values(label)["strategy"]
+        probe = {"workers": 1 if strategy == "single" else 2, "out": str(out / "cells" / "probe")}
+        if strategy == "ddp":
+            probe["ranks_per_particle"] = 2
+        unused_here = unused(resolve(base_values, {**label_values(label), **probe}))
+        if unused_by_all is None:
+            unused_by_all = unused_here
+        unused_by_all = {k: v for k, v in unused_by_all.items() if k in unused_here}
+    for name, why in (unused_by_all or {}).items():
+        if name in base_values:  # a shared setting that no cell would use is a mistake
+            raise UserError(f"{name}: no strategy compared uses it ({labels[0]}: {why})")
+    loggers.check(base)
+    steps = budget(base)
+    eval_every = max(1, steps // evals)
+    settings = {
+        "strategies": labels,
+        "workers": workers,
+        "seeds": seeds,
+        "steps": steps,
+        "eval_every": eval_every,
+        "target": target,
+        "train": base_values,
+    }
+    index = out / "compare.json"
+    data: dict[str, Any] = {"settings": settings, "cells": {}}
+    if index.exists():
+        data = read_object(index, ("settings", "cells"), "compare")
+        if data["settings"] != settings:
+            raise UserError(
+                f"out: {out} holds a comparison with other settings; pick another --out"
+            )
+    cells = plan(labels, workers, seeds)
+    out.mkdir(parents=True, exist_ok=True)
+    if not index.exists():  # before the first cell: an interrupted first cell can be resumed
+        atomic_write_text(index, json.dumps(data, indent=1) + "\n")
+    status = 0
+    bar = tqdm(
+        cells, desc="compare", unit="run", disable=quiet, file=sys.stderr, dynamic_ncols=True
+    )
+    interrupts.resume()  # from here on _CtrlC handles Ctrl+C (the setup above deferred it)
+    ctrl_c = _CtrlC()
+    with ctrl_c:
+        for cell in bar:
+            bar.set_postfix_str(cell.name, refresh=True)
+            folder = out / "cells" / cell.name
+            if cell.name in data["cells"] and "failed" not in data["cells"][cell.name]:
+                continue  # finished in an earlier, interrupted comparison
+            if ctrl_c.pressed:
+                break
+            config = cell_config(base_values, cell, steps, eval_every, folder)
+            code = _run_cell(config, folder, ctrl_c)
+            if code == 0:
+                data["cells"][cell.name] = {"cell": cell.__dict__, **collect(folder)}
+            elif ctrl_c.pressed:  # the cell saved a checkpoint and stopped; it resumes next time
+                break
+            else:
+                status = 1
+                log = beside(folder, ".log")
+                failed = f"exit {code}, see {log}"
+                data["cells"][cell.name] = {"cell": cell.__dict__, "failed": failed}
+                bar.write(
+                    f"nosync: compare: {cell.name} failed (exit {code}); see {log}",
+                    file=sys.stderr,
+                )
+            atomic_write_text(index, json.dumps(data, indent=1) + "\n")
+    if ctrl_c.pressed:
+        status = INTERRUPTED
+    bar.close()
+    if status != INTERRUPTED:
+        write_compare_report(out)
+    return status
+
+
+class _CtrlC:
+    """Ctrl+C during a comparison, whenever it comes: a running cell gets the SIGINT (it saves a
+    checkpoint and stops), and no further cell starts."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self.child: subprocess.Popen | None = None
+
+    def __enter__(self) -> _CtrlC:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, *_: object) -> None:
+        self.pressed = True
+        self.forward()
+
+    def forward(self) -> None:
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGINT)
+
+
+def beside(folder: Path, suffix: str) -> Path:
+    """``cells/NAME.log`` next to ``cells/NAME/`` (not ``with_suffix``: a label's settings put
+    dots in NAME, ``temperature=0.1``, and two cells would share one log)."""
+    return folder.parent / f"{folder.name}{suffix}"
+
+
+def _run_cell(config: dict[str, Any], folder: Path, ctrl_c: _CtrlC) -> int:
+    """One cell as a subprocess; resumes from the cell's checkpoint when it has one."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if (folder / "checkpoints" / "latest.json").exists():
+        cmd = ["train", "--resume", str(folder)]
+    else:
+        if folder.exists():  # started but never checkpointed: start again
+            shutil.rmtree(folder)
+        toml = beside(folder, ".toml")
+        atomic_write_text(toml, TrainConfig(**config).to_toml())
+        cmd = ["train", "--config", str(toml)]
+    with open(beside(folder, ".log"), "a", encoding="utf-8") as log:
+        ctrl_c.child = subprocess.Popen(
+            [sys.executable, "-m", "nosync", *cmd], stdout=log, stderr=log
+        )
+        if ctrl_c.pressed:  # Ctrl+C came while the cell was being set up
+            ctrl_c.forward()
+        try:
+            return ctrl_c.child.wait()
+        finally:
+            ctrl_c.child = None

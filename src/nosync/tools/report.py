@@ -1,0 +1,432 @@
+"""Results for people: the table printed after a run, and ``nosync report DIR``.
+
+``nosync report`` redraws everything from files alone: a comparison folder (``compare.json``)
+gets ``compare.md`` and its plots; a run folder (``summary.json``, ``metrics.jsonl``) gets
+``report.md`` and its plots.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from nosync.errors import UserError
+from nosync.run.checkpoint import atomic_write_text
+from nosync.run.metrics import read_metrics
+
+
+def _pct(value: float | None) -> str:
+    return "   -  " if value is None else f"{100 * value:6.2f}"
+
+
+def format_summary(summary: dict[str, Any], out: str) -> str:
+    """The particles, the selected model, the ensemble and the weight average, as a table."""
+    fitness = summary.get("final_fitness") or [None] * summary["particles"]
+    best = summary.get("best_particle")
+    lines = [
+        f"{summary['strategy']} ({summary.get('rule') or '-'}), {summary['workers']} worker(s), "
+        f"{summary['particles']} particle(s), {summary['steps']} steps "
+        f"({summary['epochs']:.1f} epochs) in {summary['wall_seconds']:.1f} s",
+        "",
+        "particle  fitness   test acc %",
+    ]
+    for i, acc in enumerate(summary.get("worker_test_accuracy") or []):
+        fit = "    -   " if fitness[i] is None else f"{fitness[i]:8.4f}"
+        mark = " *" if i == best and summary["particles"] > 1 else "  "
+        lines.append(f"{i:>8}{mark}{fit}   {_pct(acc)}")
+    lines += [
+        "",
+        f"selected model:           {_pct(summary['test_accuracy'])} % test accuracy "
+        f"({summary['selected']})",
+        f"ensemble of particles:    {_pct(summary.get('ensemble_test_accuracy'))} %",
+        f"weight average of swarm:  {_pct(summary.get('weight_average_test_accuracy'))} %",
+        f"sync rounds {summary['sync_rounds']}, communication {summary['comm_seconds']:.2f} s, "
+        f"{summary['comm_bytes'] / 1e6:.1f} MB per worker; "
+        f"{summary['train_samples_per_second']:.0f} samples/s",
+        f"outputs in {out}/",
+    ]
+    return "\n".join(lines)
+
+
+# ---- comparisons --------------------------------------------------------------------------------
+def _groups(data: dict[str, Any]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """Finished cells grouped by (strategy label, workers), over seeds."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for entry in data["cells"].values():
+        if "failed" not in entry:
+            groups[(entry["cell"]["label"], entry["cell"]["workers"])].append(entry)
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0][1] > 1, kv[0][0], kv[0][1])))
+
+
+def _steps_to(curve: list[dict[str, Any]], target: float, key: str = "step") -> float | None:
+    """First evaluation at which the selected model reaches ``target`` (None: never)."""
+    for point in curve:
+        if (point["selected_test_accuracy"] or 0) >= target:
+            return point[key]
+    return None
+
+
+def resolve_target(data: dict[str, Any]) -> float:
+    """``--target``, else 99% of single's mean final accuracy, else 99% of the lowest cell's."""
+    if data["settings"].get("target"):
+        return float(data["settings"]["target"])
+    groups = _groups(data)
+    singles = [
+        e["summary"]["test_accuracy"]
+        for (label, _), es in groups.items()
+        if label == "single"
+        for e in es
+    ]
+    if singles:
+        return 0.99 * statistics.mean(singles)
+    finals = [statistics.mean(e["summary"]["test_accuracy"] for e in es) for es in groups.values()]
+    return 0.99 * min(finals) if finals else math.nan
+
+
+def _mean_std(values: list[float | None], scale: float = 1.0, digits: int = 2) -> str:
+    present = [v * scale for v in values if v is not None]
+    if not present:
+        return "-"
+    if len(present) == 1:
+        return f"{present[0]:.{digits}f}"
+    return f"{statistics.mean(present):.{digits}f} ± {statistics.stdev(present):.{digits}f}"
+
+
+def speedups(data: dict[str, Any], target: float) -> dict[tuple[str, int], dict[str, Any]]:
+    """S(N) = mean steps of one worker to ``target`` / mean steps per worker of N workers.
+
+    Also the wall-time version from the measured training seconds.  ``steps`` averages the
+    seeds that reached the target (counted in ``reached``); S(N) is given only when every seed of
+    the cell and of ``single`` reached it, since a mean over the seeds that happened to get
+    there flatters the cell (one lucky seed of three would read as a speedup).
+    """
+    groups = _groups(data)
+    single = groups.get(("single", 1), [])
+    base_steps = [_steps_to(e["curve"], target) for e in single]
+    base_secs = [_steps_to(e["curve"], target, "train_seconds") for e in single]
+    out = {}
+    for key, entries in groups.items():
+        steps = [_steps_to(e["curve"], target) for e in entries]
+        secs = [_steps_to(e["curve"], target, "train_seconds") for e in entries]
+        reached = [s for s in steps if s is not None]
+        row: dict[str, Any] = {
+            "reached": len(reached),
+            "runs": len(entries),
+            "steps": statistics.mean(reached) if reached else None,
+        }
+        base = [s for s in base_steps if s is not None]
+        every = len(reached) == len(entries) > 0 and len(base) == len(base_steps) > 0
+        if every:
+            row["speedup_steps"] = statistics.mean(base) / statistics.mean(reached)
+        secs_ok, base_secs_ok = [s for s in secs if s is not None], [s for s in base_secs if s]
+        row["seconds"] = statistics.mean(secs_ok) if secs_ok else None
+        if every and len(secs_ok) == len(secs) and len(base_secs_ok) == len(base_secs):
+            row["speedup_wall"] = statistics.mean(base_secs_ok) / statistics.mean(secs_ok)
+        out[key] = row
+    return out
+
+
+def compare_table(data: dict[str, Any]) -> str:
+    """Markdown: one row per (strategy, workers), mean ± std over seeds."""
+    target = resolve_target(data)
+    speed = speedups(data, target)
+    settings = data["settings"]
+    lines = [
+        f"Budget: {settings['steps']} optimizer steps per worker (the same samples per worker "
+        f"for every strategy); target accuracy {100 * target:.2f} %.",
+        "",
+        "| strategy | N | seeds | test acc % (selected) | ensemble % | weight avg % | "
+        "steps to target | S(N) steps | time to target s | S(N) wall | train s | "
+        "samples/s (all workers) | spread (mean) | spread (end) | best test acc % (curve) | "
+        "train-test gap % (end) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (label, n), entries in _groups(data).items():
+        s = [e["summary"] for e in entries]
+        curves = [e["curve"] for e in entries if e["curve"]]
+        last = [c[-1] for c in curves]
+        sp = speed[(label, n)]
+        gap = [p["selected_train_accuracy"] - p["selected_test_accuracy"] for p in last]
+        # Exploration is the spread while training, not at the end (a swarm converges then).
+        spread = [_mean_of_known([p.get("spread") for p in c]) for c in curves]
+        best = [max(p["selected_test_accuracy"] for p in c) for c in curves]
+        steps = "-" if sp["steps"] is None else f"{sp['steps']:.0f} ({sp['reached']}/{sp['runs']})"
+        lines.append(
+            f"| {label} | {n} | {len(entries)} "
+            f"| {_mean_std([x['test_accuracy'] for x in s], 100)} "
+            f"| {_mean_std([x['ensemble_test_accuracy'] for x in s], 100)} "
+            f"| {_mean_std([x['weight_average_test_accuracy'] for x in s], 100)} "
+            f"| {steps} | {_speedup(sp, 'speedup_steps')} | {_fmt(sp.get('seconds'), 1)} "
+            f"| {_speedup(sp, 'speedup_wall')} "
+            f"| {_mean_std([x['train_seconds'] for x in s], 1, 1)} "
+            f"| {_mean_std([x['train_samples_per_second'] for x in s], 1, 0)} "
+            f"| {_mean_std(spread, 1, 2)} | {_mean_std([p['spread'] for p in last], 1, 2)} "
+            f"| {_mean_std(best, 100)} | {_mean_std(gap, 100)} |"
+        )
+    failed = [name for name, e in data["cells"].items() if "failed" in e]
+    if failed:
+        lines += ["", f"Failed cells (left out): {', '.join(failed)}."]
+    return "\n".join(lines)
+
+
+def _speedup(row: dict[str, Any], key: str) -> str:
+    """S(N), or "not reached" when some seed (of the cell or of single) missed the target."""
+    return _fmt(row[key]) if key in row else "not reached"
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _mean_curve(entries: list[dict[str, Any]], x: str, y: str) -> tuple[list[float], list[float]]:
+    """Average ``y`` over seeds at each evaluation (the cells share their evaluation steps)."""
+    curves = [e["curve"] for e in entries if e["curve"]]
+    n = min(len(c) for c in curves)
+    xs = [statistics.mean(c[i][x] for c in curves) for i in range(n)]
+    ys = [_mean_of_known([_value(c[i], y) for c in curves]) for i in range(n)]
+    return xs, ys
+
+
+def _mean_of_known(values: list[float | None]) -> float:
+    """The mean of the values a run recorded (None: not recorded, e.g. no spread for diloco)."""
+    known = [v for v in values if v is not None]
+    return statistics.mean(known) if known else math.nan
+
+
+def _value(point: dict[str, Any], y: str) -> float | None:
+    if y == "gap":
+        return point["selected_train_accuracy"] - point["selected_test_accuracy"]
+    return point.get(y)
+
+
+def compare_plots(data: dict[str, Any], out: Path) -> list[Path]:
+    """PNG plots: accuracy against samples and time, spread, gap (one panel per N), S(N)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = _groups(data)
+    counts = sorted({n for (_, n) in groups if n > 1}) or [1]
+    paths = []
+    panels = [
+        (
+            "accuracy_vs_samples.png",
+            "samples_per_worker",
+            "selected_test_accuracy",
+            "samples per worker",
+            "test accuracy (selected model)",
+        ),
+        (
+            "accuracy_vs_time.png",
+            "train_seconds",
+            "selected_test_accuracy",
+            "training wall time (s)",
+            "test accuracy (selected model)",
+        ),
+        (
+            "spread.png",
+            "samples_per_worker",
+            "spread",
+            "samples per worker",
+            "swarm spread (mean pairwise L2)",
+        ),
+        (
+            "gap.png",
+            "samples_per_worker",
+            "gap",
+            "samples per worker",
+            "train - test accuracy (selected model)",
+        ),
+    ]
+    for name, x, y, xlabel, ylabel in panels:
+        fig, axes = plt.subplots(
+            1, len(counts), figsize=(5 * len(counts), 4), squeeze=False, sharey=True
+        )
+        for ax, n in zip(axes[0], counts, strict=True):
+            for (label, m), entries in groups.items():
+                if m == n or m == 1:
+                    xs, ys = _mean_curve(entries, x, y)
+                    ax.plot(xs, ys, label=f"{label} (N={m})", lw=1.5, ls="--" if m == 1 else "-")
+            ax.set_title(f"N = {n}")
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel(ylabel)
+        if y == "selected_test_accuracy":
+            finals = [_mean_curve(es, x, y)[1][-1] for es in groups.values()]
+            axes[0][0].set_ylim(min(finals) - 0.06, max(finals) + 0.02)
+        axes[0][-1].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        paths.append(out / name)
+
+    target = resolve_target(data)
+    speed = speedups(data, target)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    labels = sorted({label for (label, n) in groups if n > 1})
+    top = max([1, *counts])
+    ax.plot([1, top], [1, top], color="grey", ls=":", label="linear")
+    for label in labels:
+        pts = [(1, 1.0)] + [
+            (n, speed[(label, n)].get("speedup_steps")) for n in counts if (label, n) in speed
+        ]
+        pts = [(n, s) for n, s in pts if s is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+    ax.set_xlabel("workers N")
+    ax.set_ylabel("S(N), steps per worker to target")
+    ax.set_title(f"speedup to {100 * target:.1f} % test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "speedup.png", dpi=110)
+    plt.close(fig)
+    return [*paths, out / "speedup.png"]
+
+
+def write_compare_report(folder: Path) -> Path:
+    """``compare.md`` and the plots, from ``compare.json`` alone."""
+    data = read_object(folder / "compare.json", ("settings", "cells"))
+    if not _groups(data):
+        raise UserError(f"report: {folder} has no finished runs yet")
+    plots = compare_plots(data, folder)
+    settings = data["settings"]
+    text = "\n".join(
+        [
+            "# nosync compare",
+            "",
+            f"Strategies {', '.join(settings['strategies'])}; workers "
+            f"{', '.join(map(str, settings['workers']))}; {settings['seeds']} seed(s); "
+            f"training settings {json.dumps(settings['train'])}.",
+            "",
+            compare_table(data),
+            "",
+            *[f"![{p.stem}]({p.name})" for p in plots],
+            "",
+        ]
+    )
+    atomic_write_text(folder / "compare.md", text)
+    return folder / "compare.md"
+
+
+# ---- a single run --------------------------------------------------------------------------------
+def write_run_report(folder: Path) -> Path:
+    """``report.md`` and plots of one run: per-particle accuracy, fitness and leaders, spread."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = read_object(folder / "summary.json", ())
+    if not summary.get("diverged"):  # a diverged run has no accuracies, epochs or throughput
+        summary = read_object(folder / "summary.json", SUMMARY_KEYS)
+    records = read_metrics(folder / "metrics.jsonl")
+    evals = [r for r in records if r["type"] == "eval"]
+    rounds = [r for r in records if r["type"] == "round" and r["fitness"]]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    steps = [r["step"] for r in evals]
+    for p in range(summary["particles"]):
+        axes[0].plot(steps, [r["test_accuracy"][p] for r in evals], label=f"particle {p}")
+    axes[0].plot(steps, [r.get("selected_test_accuracy") for r in evals], "k--", label="selected")
+    axes[0].set(xlabel="step", ylabel="test accuracy", title="accuracy")
+    axes[0].legend(fontsize=8)
+    for p in range(summary["particles"]):
+        axes[1].plot(
+            [r["step"] for r in rounds],
+            [math.nan if r["fitness"][p] is None else r["fitness"][p] for r in rounds],
+            label=f"particle {p}",
+        )
+    axes[1].set(xlabel="step", ylabel="fitness (held-out loss)", title="sync rounds", yscale="log")
+    axes[2].plot(steps, [r["spread"] for r in evals])
+    axes[2].set(xlabel="step", ylabel="mean pairwise L2", title="swarm spread")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(folder / "run.png", dpi=110)
+    plt.close(fig)
+    leaders = summary.get("leaders") or []
+    counts = {p: leaders.count(p) for p in sorted({x for x in leaders if x is not None})}
+    diverged = summary.get("diverged")
+    text = "\n".join(
+        [
+            f"# nosync run: {folder.name}",
+            "",
+            "```",
+            f"training diverged at step {diverged['step']}: no model"
+            if diverged
+            else format_summary(summary, str(folder)),
+            "```",
+            "",
+            "Rounds led per particle: "
+            + (", ".join(f"{p}: {c}" for p, c in counts.items()) or "no sync rounds"),
+            "",
+            "![run](run.png)",
+            "",
+        ]
+    )
+    atomic_write_text(folder / "report.md", text)
+    return folder / "report.md"
+
+
+def write_report(folder: Path) -> Path:
+    """A comparison folder or a run folder, whichever ``folder`` is.
+
+    Files that are not what nosync writes (a ``summary.json`` that is a list, a ``compare.json``
+    that is ``{}`` or lacks a key deeper down) are one ``UserError`` naming the file.
+    """
+    if (folder / "compare.json").exists():
+        write, files = write_compare_report, ["compare.json"]
+    elif (folder / "summary.json").exists() and (folder / "metrics.jsonl").exists():
+        write, files = write_run_report, ["summary.json", "metrics.jsonl"]
+    else:
+        raise UserError(f"report: {folder} holds neither a finished run nor a comparison")
+    try:
+        return write(folder)
+    except UserError:
+        raise
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as err:
+        named = " or ".join(str(folder / f) for f in files)
+        raise UserError(
+            f"report: {named} is not what nosync writes ({type(err).__name__}: {err})"
+        ) from None
+
+
+# what the reports read of a run's summary.json (format_summary) and of a compare.json
+SUMMARY_KEYS = (
+    "strategy",
+    "workers",
+    "particles",
+    "steps",
+    "epochs",
+    "wall_seconds",
+    "test_accuracy",
+    "selected",
+    "sync_rounds",
+    "comm_seconds",
+    "comm_bytes",
+    "train_samples_per_second",
+)
+
+
+def read_object(path: Path, keys: tuple[str, ...], what: str = "report") -> dict[str, Any]:
+    """A JSON object with ``keys``, as nosync writes it; anything else is one ``UserError``
+    (prefixed with ``what``, the command)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise UserError(f"{what}: cannot read {path}: {err.strerror}") from None
+    except ValueError as err:  # not JSON, or not UTF-8
+        raise UserError(f"{what}: {path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{what}: {path} is not what nosync writes (a JSON object; this is a "
+            f"{type(data).__name__})"
+        )
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise UserError(f"{what}: {path} is not what nosync writes (no {', '.join(missing)})")
+    return data

@@ -1,0 +1,235 @@
+"""``nosync compare`` and ``nosync report``: a tiny grid end to end, interrupted and resumed;
+the speedup arithmetic on made-up curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nosync.errors import UserError
+from nosync.tools.compare import Cell, cell_config, parse_labels, plan
+from nosync.tools.report import compare_table, speedups
+
+GRID = [
+    "--strategies",
+    "single,nosync,localsgd",
+    "--workers",
+    "2",
+    "--seeds",
+    "1",
+    "--steps",
+    "40",
+    "--period",
+    "10",
+    "--evals",
+    "4",
+    "--quiet",
+]
+
+
+def test_plan_runs_single_once_per_seed_and_others_per_count() -> None:
+    cells = plan(["single", "nosync-pso"], [1, 2, 4], 2)
+    assert cells == [
+        Cell("single", 1, 0),
+        Cell("nosync-pso", 2, 0),
+        Cell("nosync-pso", 4, 0),
+        Cell("single", 1, 1),
+        Cell("nosync-pso", 2, 1),
+        Cell("nosync-pso", 4, 1),
+    ]
+    with pytest.raises(UserError, match="unknown 'nosync-best'"):
+        parse_labels("single,nosync-best")
+    with pytest.raises(UserError, match="unknown 'ddp-pso'"):
+        parse_labels("ddp-pso")
+
+
+def test_labels_take_settings_of_their_own() -> None:
+    labels = parse_labels(
+        ",".join(["nosync-weighted:temperature=0.5,outer_momentum=0.9", "localsgd:period=50"])
+        + ",diloco,single"
+    )
+    assert labels == [
+        "nosync-weighted:temperature=0.5,outer_momentum=0.9",
+        "localsgd:period=50",
+        "diloco",
+        "single",
+    ]
+    cells = plan(labels, [1, 2], 1)
+    assert [c.name for c in cells] == [
+        "nosync-weighted_temperature=0.5_outer_momentum=0.9-n2-s0",
+        "localsgd_period=50-n2-s0",
+        "diloco-n2-s0",
+        "single-n1-s0",
+    ]
+    config = cell_config({"lr": 0.1, "period": 10}, cells[1], 40, 10, Path("/tmp/x"))
+    assert (config["strategy"], config["period"], config["lr"]) == ("localsgd", 50, 0.1)
+    config = cell_config({}, cells[0], 40, 10, Path("/tmp/x"))
+    assert (config["rule"], config["temperature"], config["outer_momentum"]) == (
+        "weighted",
+        0.5,
+        0.9,
+    )
+    for bad, message in (
+        ("nosync:temperature=hot", "temperature must be float"),
+        ("localsgd:workers=3", "compare sets"),
+        ("period=5", "follows no LABEL:key=value"),
+        ("nosync-median", "unknown 'nosync-median'"),
+    ):
+        with pytest.raises(UserError, match=message):
+            parse_labels(bad)
+
+
+def _entry(label: str, n: int, seed: int, accs: list[float]) -> dict:
+    curve = [
+        {
+            "step": 10 * (i + 1),
+            "samples_per_worker": 320 * (i + 1),
+            "train_seconds": 1.0 * (i + 1),
+            "selected_test_accuracy": a,
+            "selected_train_accuracy": a + 0.01,
+            "spread": 0.0,
+            "test_accuracy": [a],
+        }
+        for i, a in enumerate(accs)
+    ]
+    summary = {
+        "test_accuracy": accs[-1],
+        "ensemble_test_accuracy": accs[-1],
+        "weight_average_test_accuracy": accs[-1],
+        "train_seconds": 4.0,
+        "train_samples_per_second": 100.0,
+    }
+    return {
+        "cell": {"label": label, "workers": n, "seed": seed},
+        "summary": summary,
+        "curve": curve,
+    }
+
+
+def test_speedup_is_steps_of_one_worker_over_steps_per_worker_of_n() -> None:
+    data = {
+        "settings": {"target": 0.9, "steps": 40, "strategies": [], "workers": [], "seeds": 2},
+        "cells": {
+            "a": _entry("single", 1, 0, [0.5, 0.7, 0.8, 0.9]),  # reaches 0.9 at step 40
+            "b": _entry("single", 1, 1, [0.5, 0.7, 0.9, 0.95]),  # at step 30
+            "c": _entry("nosync", 4, 0, [0.9, 0.9, 0.9, 0.9]),  # at step 10
+            "d": _entry("nosync", 4, 1, [0.7, 0.9, 0.9, 0.9]),  # at step 20
+            "e": _entry("ddp", 4, 0, [0.5, 0.6, 0.7, 0.8]),  # never
+        },
+    }
+    speed = speedups(data, 0.9)
+    assert speed[("single", 1)]["speedup_steps"] == 1.0
+    assert speed[("nosync", 4)]["speedup_steps"] == pytest.approx(35 / 15)
+    assert speed[("nosync", 4)]["speedup_wall"] == pytest.approx(3.5 / 1.5)
+    assert speed[("ddp", 4)]["reached"] == 0 and "speedup_steps" not in speed[("ddp", 4)]
+    table = compare_table(data)
+    assert "| ddp | 4 | 1 |" in table and "| - | not reached |" in table
+
+
+def test_speedup_from_fewer_seeds_than_the_cell_has_reads_not_reached() -> None:
+    data = {
+        "settings": {"target": 0.9, "steps": 40, "strategies": [], "workers": [], "seeds": 3},
+        "cells": {
+            "a": _entry("single", 1, 0, [0.5, 0.7, 0.8, 0.9]),
+            "b": _entry("nosync", 4, 0, [0.9, 0.9, 0.9, 0.9]),  # one seed of three reaches it
+            "c": _entry("nosync", 4, 1, [0.5, 0.6, 0.7, 0.8]),
+            "d": _entry("nosync", 4, 2, [0.5, 0.6, 0.7, 0.8]),
+        },
+    }
+    row = speedups(data, 0.9)[("nosync", 4)]
+    assert row["reached"] == 1 and row["runs"] == 3 and row["steps"] == 10
+    assert "speedup_steps" not in row and "speedup_wall" not in row
+    table = compare_table(data)
+    assert "| nosync | 4 | 3 |" in table and "| 10 (1/3) | not reached |" in table
+
+
+def test_cells_whose_labels_hold_dots_keep_logs_of_their_own(tmp_path: Path) -> None:
+    """``temperature=0.1`` puts dots in a cell's name: its log and config sit beside its folder
+    under the whole name, not one ``with_suffix`` would cut at the first dot."""
+    from nosync.tools.compare import beside
+
+    cells = [Cell(f"nosync-weighted:temperature=0.1,pressure={p}", 2, 0) for p in ("0.5", "1.0")]
+    logs = {beside(tmp_path / c.name, ".log") for c in cells}
+    assert len(logs) == 2
+    assert {p.name for p in logs} == {f"{c.name}.log" for c in cells}
+
+
+# ---- issue 17 item 9: one label twice ------------------------------------------------------------
+def test_the_same_label_twice_is_refused(tmp_path: Path, capsys) -> None:
+    """Given twice, a label ran once but made two rows; now it is refused, also when its
+    settings come in another order."""
+    from nosync.cli import main
+
+    for text in (
+        "nosync,ddp,nosync",
+        "localsgd:period=50,localsgd:period=50",
+        "nosync-weighted:temperature=0.5,pressure=1.0,nosync-weighted:pressure=1.0,temperature=0.5",
+    ):
+        with pytest.raises(UserError, match="is given twice"):
+            parse_labels(text)
+    assert parse_labels("localsgd:period=50,localsgd:period=10") == [
+        "localsgd:period=50",
+        "localsgd:period=10",
+    ]
+    out = tmp_path / "cmp"
+    assert main(["compare", "--strategies", "single", "nosync", "single", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == "nosync: error: strategies: single is given twice\n"
+    assert not out.exists()
+
+
+# ---- issue 17 item 5: shared flags and the cells they do something for ---------------------------
+def test_a_shared_flag_is_used_by_the_cells_it_applies_to(tmp_path: Path) -> None:
+    """``--delay`` and ``--fitness`` shared by a grid with localsgd: the nosync cell uses them,
+    the localsgd cell keeps the defaults (its config.toml says what it ran); a label's own
+    setting that does nothing is refused."""
+    cells = plan(["nosync", "localsgd"], [2], 1)
+    shared = {"delay": 5, "fitness": "held-out"}
+    swarm = cell_config(shared, cells[0], 40, 10, tmp_path / "a")
+    local = cell_config(shared, cells[1], 40, 10, tmp_path / "b")
+    assert (swarm["delay"], swarm["fitness"]) == (5, "held-out")
+    assert (local["delay"], local["fitness"]) == (-1, "train-loss")
+    with pytest.raises(UserError, match="delay: does nothing with --strategy localsgd"):
+        cell_config({}, Cell("localsgd:delay=5", 2, 0), 40, 10, tmp_path / "c")
+
+
+def test_a_shared_flag_no_cell_uses_is_refused(tmp_path: Path, capsys) -> None:
+    from nosync.cli import main
+
+    out = tmp_path / "cmp"
+    argv = ["compare", "--strategies", "ddp,localsgd", "--workers", "2", "--seeds", "1"]
+    argv += ["--steps", "2", "--quiet", "--delay", "5", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nosync: error: delay: no strategy compared uses it (ddp: does nothing")
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+# ---- issue 17 item 7: report on files nosync did not write ---------------------------------------
+REPORT_CASES = {
+    "summary-list": ({"summary.json": "[1, 2]", "metrics.jsonl": ""}, "summary.json is not what"),
+    "summary-empty": ({"summary.json": "{}", "metrics.jsonl": ""}, "(no strategy, workers,"),
+    "summary-not-json": ({"summary.json": "{", "metrics.jsonl": ""}, "is not valid JSON"),
+    "compare-empty": ({"compare.json": "{}"}, "compare.json is not what nosync writes (no"),
+    "compare-list": ({"compare.json": "[]"}, "compare.json is not what nosync writes (a JSON"),
+    "compare-bad-cell": (
+        {"compare.json": json.dumps({"settings": {}, "cells": {"x": {"cell": {}}}})},
+        "compare.json is not what nosync writes (KeyError: 'label')",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REPORT_CASES))
+def test_report_of_a_file_nosync_did_not_write_is_one_line(tmp_path: Path, case, capsys) -> None:
+    from nosync.cli import main
+
+    files, message = REPORT_CASES[case]
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"nosync: error: report: {tmp_path}/") and message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files)  # nothing written
