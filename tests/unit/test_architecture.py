@@ -109,3 +109,14 @@ def test_no_import_cycles() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_command_line_starts_without_torch() -> None:
+    """``nosync``'s command line imports torch only once a command runs, so a Ctrl+C while it
+    loads is one line (a package's lazy names must not pull torch in on the way)."""
+    import subprocess
+    import sys
+
+    code = "import sys, nosync.cli; print(sorted(m for m in sys.modules if m.startswith('torch')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
