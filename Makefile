@@ -32,6 +32,7 @@ test-unit: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(PY) -m ruff check src tests benchmarks examples
 	$(PY) -m ruff format --check src tests benchmarks examples
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

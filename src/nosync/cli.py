@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -32,7 +32,9 @@ PER_CELL = {"strategy", "workers", "seed", "out", "resume", "eval_every", "injec
 REPEATABLE = {"inject"}  # given several times, the values add up (comma-joined)
 
 
-def _add_train_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozenset()) -> None:
+def _add_train_flags(
+    parser: argparse.ArgumentParser, exclude: Collection[str] = frozenset()
+) -> None:
     from nosync.run.config import FIELDS
 
     for name, f in FIELDS.items():
@@ -51,7 +53,7 @@ def _add_train_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozen
         else:
             parser.add_argument(
                 flag,
-                type=_flag_type(f.type),
+                type=_flag_type(str(f.type)),
                 choices=f.metadata["choices"],
                 default=argparse.SUPPRESS,
                 help=help_text,
@@ -119,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _flags(args: argparse.Namespace, exclude: set[str] = frozenset()) -> dict[str, Any]:
+def _flags(args: argparse.Namespace, exclude: Collection[str] = frozenset()) -> dict[str, Any]:
     """The settings given as flags (repeated flags joined with commas)."""
     from nosync.run.config import FIELDS
 
@@ -298,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nosync: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # one line and the shell's status for Ctrl+C, no traceback
-        print(f"nosync: {AFTER_CTRL_C.get(command, 'interrupted')}", file=sys.stderr)
+        print(f"nosync: {AFTER_CTRL_C.get(command or '', 'interrupted')}", file=sys.stderr)
         return 130
     finally:
         interrupts.restore()

@@ -115,7 +115,7 @@ class Swarm(StepHook):
         select: str = "best",
         bn_data: Iterable[Any] | None = None,
     ) -> None:
-        kind = rule if isinstance(rule, Rule) else rules.REGISTRY.get(rule)  # type: ignore[arg-type]
+        kind = rule if isinstance(rule, Rule) else rules.REGISTRY.get(rule)
         if kind is None:
             raise ValueError(f"rule must be one of {', '.join(rules.REGISTRY)}, got {rule!r}")
         _check_args(model, optimizer, fitness, period, pressure, schedule, total_steps)
@@ -234,10 +234,11 @@ class Swarm(StepHook):
             return lambda: fitness_value(self.fitness, self.model, own)
         if self._scratch is None:
             self._scratch = copy.deepcopy(unwrap(self.model))
+        scratch = self._scratch
 
         def on_snapshot() -> float:
-            load_weights(self._scratch, own)
-            return fitness_value(self.fitness, self._scratch, own)
+            load_weights(scratch, own)
+            return fitness_value(self.fitness, scratch, own)
 
         return on_snapshot
 

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -113,7 +113,7 @@ class DistTransport(Transport):
         # GPUs shared by several ranks: the group is gloo only, whose point-to-point messages
         # take CPU tensors; every collective then goes through a CPU copy (devices.py)
         self.staged = self.device.type != "cpu" and "nccl" not in str(dist.get_backend())
-        limit = group_timeout(self.group or dist.group.WORLD, self.device)
+        limit = group_timeout(self.group or cast(dist.ProcessGroup, dist.group.WORLD), self.device)
         self.timeout = None if limit is None else limit.total_seconds()
 
     def _wire(self, t: Tensor) -> Tensor:

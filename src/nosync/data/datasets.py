@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Sampler, Subset
+from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import Sampler, Subset, TensorDataset
 
 from nosync import user
 from nosync.core import seeds
@@ -31,7 +32,9 @@ IDX_FILES = {
     "x_test": "t10k-images-idx3-ubyte",
     "y_test": "t10k-labels-idx1-ubyte",
 }
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, Any] = {
+    0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8",
+}  # fmt: skip
 
 
 @dataclass
@@ -77,7 +80,10 @@ def load_dataset(name: str, data_dir: str | None = None, train_subset: int = 0) 
         arrays = read_npz(Path(name[4:]))
     else:
         folder = find_idx_dir(name, data_dir)
-        arrays = {key: read_idx(_idx_path(folder, stem)) for key, stem in IDX_FILES.items()}
+        arrays = {
+            key: read_idx(cast(Path, _idx_path(folder, stem)))  # must_exist: a Path or raised
+            for key, stem in IDX_FILES.items()
+        }
         _check_arrays(arrays, f"{name} in {folder}")
     if train_subset and train_subset < len(arrays["y_train"]):
         keep = np.random.default_rng(0).permutation(len(arrays["y_train"]))[:train_subset]
@@ -288,21 +294,23 @@ def load_user_dataset(spec: str, train_subset: int = 0) -> Dataset:
     """``--dataset MODULE:CALLABLE``: tensors stay tensors (the fast path); a map-style training
     set stays map-style; the test set is stacked into tensors once."""
     train, test = user.make_datasets(spec)
-    x_test, y_test = test if isinstance(test, tuple) else stack(test, range(len(test)), spec)
+    x_test, y_test = (
+        test if isinstance(test, tuple) else stack(test, range(len(cast(Sized, test))), spec)
+    )
     x_train, y_train, train_set = None, None, None
     if isinstance(train, tuple):
         x_train, y_train = train
     elif _tensor_pair(train):
-        x_train, y_train = train.tensors
+        x_train, y_train = cast(TensorDataset, train).tensors
     else:
         train_set = train
-    n = len(y_train) if y_train is not None else len(train_set)
+    n = len(y_train) if y_train is not None else len(cast(Sized, train_set))
     if train_subset and train_subset < n:
         keep = torch.from_numpy(np.random.default_rng(0).permutation(n)[:train_subset])
-        if train_set is None:
+        if x_train is not None and y_train is not None:
             x_train, y_train = x_train[keep], y_train[keep]
         else:
-            train_set = Subset(train_set, keep.tolist())
+            train_set = Subset(cast(TorchDataset, train_set), keep.tolist())
     for split, inputs, labels in (("test", x_test, y_test), ("train", x_train, y_train)):
         if labels is not None and (labels.ndim != 1 or labels.is_floating_point()):
             raise UserError(

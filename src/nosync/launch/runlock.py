@@ -27,7 +27,8 @@ class RunLock:
     """The held lock on ``folder``; :meth:`release` (or the process's exit) lets go."""
 
     def __init__(self, folder: Path, fd: int) -> None:
-        self.folder, self._fd = folder, fd
+        self.folder = folder
+        self._fd: int | None = fd
 
     def release(self) -> None:
         if self._fd is not None:

@@ -68,7 +68,10 @@ def task(cfg: TrainConfig, device: torch.device = devices.CPU) -> Task:
     data = float64_if_asked(load_dataset(cfg.dataset, cfg.data_dir or None, cfg.train_subset))
     train_idx, fit_idx = fitness_split(data.n_train, cfg.fitness_size, cfg.seed)
     custom = user.make_loss(cfg.loss) if user.is_spec(cfg.loss) else None
+    x: Tensor | None
+    y: Tensor | None
     if data.train_set is None:
+        assert data.x_train is not None and data.y_train is not None  # in memory, no train_set
         x, y = data.x_train[train_idx], data.y_train[train_idx]
         x_fit, y_fit = data.x_train[fit_idx], data.y_train[fit_idx]
         samples, x_eval, y_eval = None, x[:TRAIN_EVAL_EXAMPLES], y[:TRAIN_EVAL_EXAMPLES]
@@ -194,6 +197,7 @@ def stream(
     dev = task.device
     if task.samples is None:
         x, y = task.x, task.y
+        assert x is not None and y is not None  # in memory when there are no samples
         if x.device == dev:  # on the device already (or a CPU run)
             return ((x[idx], y[idx]) for idx in batches.stream(start, total))
         pinned = ((x[i].pin_memory(), y[i].pin_memory()) for i in batches.stream(start, total))
@@ -238,7 +242,10 @@ def check(cfg: TrainConfig) -> Task:
 @torch.no_grad()
 def check_fit(task: Task, net: nn.Module, cfg: TrainConfig) -> None:
     """Two training samples through ``net`` (eval mode, RNG untouched) and the loss."""
-    x, y = (task.x[:2], task.y[:2]) if task.samples is None else (task.x_eval[:2], task.y_eval[:2])
+    if task.samples is None and task.x is not None and task.y is not None:
+        x, y = task.x[:2], task.y[:2]
+    else:  # a map-style set: its first samples, stacked for the train-accuracy subset
+        x, y = task.x_eval[:2], task.y_eval[:2]
     x, y = x.to(task.device), y.to(task.device)
     with torch.random.fork_rng(devices=[]):
         was_training = net.training

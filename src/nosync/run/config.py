@@ -196,7 +196,7 @@ def read_toml(path: str) -> dict[str, Any]:
 
 
 def _coerce(key: str, value: Any, where: str) -> Any:
-    kind = FIELDS[key].type
+    kind = str(FIELDS[key].type)  # the annotation as text (postponed annotations)
     ok = {
         "bool": isinstance(value, bool),
         "int": isinstance(value, int) and not isinstance(value, bool),

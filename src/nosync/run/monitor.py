@@ -79,7 +79,7 @@ class Monitor:
         n = TRAIN_EVAL_EXAMPLES
         self.x_train_eval, self.y_train_eval = x_train[:n], y_train[:n]
         self.out = Path(cfg.out)
-        self.log: MetricsLog | None = None
+        self.log: loggers.Log | None = None
         self.wall_start = wall_start
         self.logged_rounds = 0
         self.eval_seconds = 0.0

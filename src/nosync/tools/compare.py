@@ -127,7 +127,7 @@ def settings_of(name: str, items: list[str]) -> dict[str, Any]:
                 f"strategies: {name}: {item!r} is not key=value with a training setting "
                 f"(compare sets {', '.join(sorted(CELL_KEYS))} itself)"
             )
-        kind = FIELDS[key].type
+        kind = str(FIELDS[key].type)  # the annotation as text (postponed annotations)
         try:
             value: Any = {"int": int, "float": float, "str": str}[kind](text)
         except KeyError:  # bool

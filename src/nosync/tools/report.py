@@ -11,6 +11,7 @@ import json
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ def resolve_target(data: dict[str, Any]) -> float:
     return 0.99 * min(finals) if finals else math.nan
 
 
-def _mean_std(values: list[float | None], scale: float = 1.0, digits: int = 2) -> str:
+def _mean_std(values: Sequence[float | None], scale: float = 1.0, digits: int = 2) -> str:
     present = [v * scale for v in values if v is not None]
     if not present:
         return "-"
@@ -275,8 +276,8 @@ def compare_plots(data: dict[str, Any], out: Path) -> list[Path]:
         pts = [(1, 1.0)] + [
             (n, speed[(label, n)].get("speedup_steps")) for n in counts if (label, n) in speed
         ]
-        pts = [(n, s) for n, s in pts if s is not None]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        found = [(n, float(s)) for n, s in pts if s is not None]
+        ax.plot([p[0] for p in found], [p[1] for p in found], marker="o", label=label)
     ax.set_xlabel("workers N")
     ax.set_ylabel("S(N), steps per worker to target")
     ax.set_title(f"speedup to {100 * target:.1f} % test accuracy")
