@@ -23,7 +23,7 @@ run: $(VENV)/.base
 
 test: $(VENV)/.dev
 	$(PY) -m ruff check src tests benchmarks examples
-	$(PY) -m pytest -n 4 --durations=10
+	$(PY) -m pytest -n 3 --durations=10
 
 # the in-process tests alone (tests/unit, about a minute): for quick iteration
 test-unit: $(VENV)/.dev

@@ -10,9 +10,6 @@ import torch
 PERIOD, DELAY, P = 4, 3, 0.3
 
 
-FLAGS = ["--workers", "2", "--steps", "200", "--period", "10", "--quiet", "--threads", "1"]
-
-
 def _twin_times_out(rank: int, world: int, done: str) -> dict[str, Any]:
     import os
     import time

@@ -7,12 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
 
 from support.distributed import run_ranks
-
-no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 
 
 # ---- the combined backend's syntax ("cpu:gloo") through a whole training run --------------------
@@ -47,22 +44,3 @@ def test_combined_backend_syntax_runs_a_swarm_and_bf16_changes_the_weights(tmp_p
         for p in ("bf16", "fp32")
     ]
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
-
-
-# ---- rounds stay aligned when a GradScaler skips optimizer steps ---------------------------------
-class SkippingScaler:
-    """A GradScaler's interface that skips ``optimizer.step()`` at the given iterations."""
-
-    def __init__(self, skip: set[int]) -> None:
-        self.skip, self.iteration = skip, 0
-
-    def scale(self, loss: torch.Tensor) -> torch.Tensor:
-        return loss
-
-    def step(self, optimizer: torch.optim.Optimizer) -> None:
-        self.iteration += 1
-        if self.iteration not in self.skip:
-            optimizer.step()
-
-    def update(self) -> None:
-        pass

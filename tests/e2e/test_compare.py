@@ -86,17 +86,3 @@ def test_compare_interrupted_in_its_first_cell_resumes(tmp_path: Path) -> None:
     again.send_signal(signal.SIGINT)
     _, err = again.communicate(timeout=120)
     assert again.returncode == 130 and "holds no comparison" not in err, err
-
-
-# ---- issue 17 item 7: report on files nosync did not write ---------------------------------------
-REPORT_CASES = {
-    "summary-list": ({"summary.json": "[1, 2]", "metrics.jsonl": ""}, "summary.json is not what"),
-    "summary-empty": ({"summary.json": "{}", "metrics.jsonl": ""}, "(no strategy, workers,"),
-    "summary-not-json": ({"summary.json": "{", "metrics.jsonl": ""}, "is not valid JSON"),
-    "compare-empty": ({"compare.json": "{}"}, "compare.json is not what nosync writes (no"),
-    "compare-list": ({"compare.json": "[]"}, "compare.json is not what nosync writes (a JSON"),
-    "compare-bad-cell": (
-        {"compare.json": json.dumps({"settings": {}, "cells": {"x": {"cell": {}}}})},
-        "compare.json is not what nosync writes (KeyError: 'label')",
-    ),
-}

@@ -28,6 +28,3 @@ def test_train_on_idx_files_from_data_dir(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert summary(out)["test_accuracy"] > 0.9
-
-
-SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")

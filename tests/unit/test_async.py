@@ -95,9 +95,6 @@ def test_a_snapshot_fitness_is_evaluated_on_the_snapshot_not_the_live_model() ->
     assert len(seen) == 1 and torch.equal(seen[0], out[0])
 
 
-FLAGS = ["--workers", "2", "--steps", "200", "--period", "10", "--quiet", "--threads", "1"]
-
-
 def test_a_round_that_never_lands_fails_within_the_transport_timeout() -> None:
     """The training thread waits for a background round no longer than the transport's
     timeout (``--timeout``), not for ever: here the other particle never comes to the round."""

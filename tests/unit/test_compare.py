@@ -12,22 +12,6 @@ from nosync.errors import UserError
 from nosync.tools.compare import Cell, cell_config, parse_labels, plan
 from nosync.tools.report import compare_table, speedups
 
-GRID = [
-    "--strategies",
-    "single,nosync,localsgd",
-    "--workers",
-    "2",
-    "--seeds",
-    "1",
-    "--steps",
-    "40",
-    "--period",
-    "10",
-    "--evals",
-    "4",
-    "--quiet",
-]
-
 
 def test_plan_runs_single_once_per_seed_and_others_per_count() -> None:
     cells = plan(["single", "nosync-pso"], [1, 2, 4], 2)

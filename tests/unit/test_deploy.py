@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import yaml
 from torch.distributed.run import get_args_parser
 
 from nosync.cli import main
 
 from support.helpers import ROOT
-
-TORCHRUN = str(Path(sys.executable).parent / "torchrun")
 
 
 def split_command(args: list[str]) -> tuple[list[str], list[str]]:

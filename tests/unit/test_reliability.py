@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-# digits, long enough to interrupt: 800 steps, a checkpoint every 3 rounds of 10 steps
-LONG = ["--workers", "2", "--steps", "800", "--period", "10", "--checkpoint-every", "3", "--quiet"]
-
 
 def test_a_second_ctrl_c_stops_at_once(monkeypatch) -> None:
     """The first Ctrl+C asks for a stop at the next vote (within about half a second, see
@@ -49,24 +46,3 @@ def test_a_rank_started_while_the_launcher_stops_prints_no_traceback(
     except BaseException as err:  # noqa: BLE001 - handed to the hook as the fork server does
         _quiet_start(type(err), err, err.__traceback__)
     assert ("Traceback" in capsys.readouterr().err) is printed
-
-
-BOOM = """
-from torch import nn
-
-
-class Boom(nn.Module):
-    def __init__(self, classes):
-        super().__init__()
-        self.lin, self.calls = nn.Linear(64, classes), 0
-
-    def forward(self, x):
-        self.calls += 1
-        if self.training and self.calls > 5:  # past the preflight's checks, in training
-            raise RuntimeError("boom at call 6")
-        return self.lin(x.flatten(1))
-
-
-def boom(input_shape, classes):
-    return Boom(classes)
-"""

@@ -14,8 +14,6 @@ from nosync.launch.runlock import acquire
 from nosync.run.checkpoint import WriteFailed, atomic_write_text
 from nosync.run.metrics import MetricsLog, read_metrics, truncate_metrics
 
-SHORT = ["--workers", "2", "--steps", "40", "--period", "10", "--quiet"]
-
 
 # ---- item 1: a full disk and a torn metrics line -----------------------------------------------
 def test_a_failed_metrics_write_names_the_file() -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from support.helpers import summary
 
-SAME = ["--steps", "150", "--period", "25", "--seed", "3", "--quiet"]
-
 
 def test_a_simulated_swarm_that_diverges_says_so_and_exits_3(tmp_path, capsys) -> None:
     from nosync.cli import main

@@ -23,8 +23,6 @@ from nosync.run.config import resolve
 from nosync.run.control import Control
 from nosync.run.strategies import SingleStrategy, SwarmStrategy
 
-LEAP = 1000.0  # seconds the fake clock jumps inside each end-of-run selection
-
 
 def _cfg(**flags: Any) -> Any:
     return resolve({}, {"dataset": "digits", "threads": 1, "quiet": True, **flags})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from nosync.core.planner import plan
 from nosync.core.topology import in_neighbours, out_neighbours
@@ -40,7 +39,3 @@ def test_local_leader_is_lowest_finite_ties_to_lowest_index() -> None:
     assert local_leader({5: 0.2, 1: 0.2, 3: 0.9}) == 1
     assert local_leader({0: math.nan, 4: 0.3}) == 4
     assert local_leader({0: math.inf}) is None
-
-
-# ---- a good particle's weights reach every particle ------------------------------------------
-TARGET = torch.linspace(-1, 1, 4 * 3 + 3)

@@ -19,7 +19,6 @@ from nosync.run import attempt
 from support.helpers import ROOT
 
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent))
-SHORT = ["--workers", "2", "--steps", "40", "--period", "10", "--quiet"]
 
 
 def torchrun(*args: str) -> subprocess.CompletedProcess[str]:
