@@ -15,7 +15,7 @@ import pytest
 from nosync.errors import UserError
 from nosync.run.metrics import read_metrics
 
-from support.helpers import checkpoint_step, nosync, start_nosync, wait_for
+from support.helpers import checkpoint_step, left_behind, nosync, start_nosync, wait_for
 
 SHORT = ["--workers", "2", "--steps", "40", "--period", "10", "--quiet"]
 
@@ -169,19 +169,6 @@ def test_a_checkpoint_index_missing_one_digest_is_refused(finished) -> None:
 
 
 # ---- issue 17 item 4: a run that saved no checkpoint leaves a folder a fresh run may use -------
-def _left_behind(folder: Path, **files: str) -> Path:
-    """What a run that stopped before its first checkpoint leaves (its lock file, config.toml
-    and metrics.jsonl), plus ``files``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in {
-        ".lock": "",
-        "config.toml": "seed = 1\n",
-        "metrics.jsonl": "",
-        **files,
-    }.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(text)
-    return folder
 
 
 def test_a_folder_with_a_checkpoint_or_a_finished_run_is_refused_with_a_true_hint(
@@ -192,12 +179,12 @@ def test_a_folder_with_a_checkpoint_or_a_finished_run_is_refused_with_a_true_hin
 
     latest = {"checkpoints/latest.json": "{}"}
     cases = [
-        (_left_behind(tmp_path / "a", **latest), "continue it with --resume"),
+        (left_behind(tmp_path / "a", **latest), "continue it with --resume"),
         (
-            _left_behind(tmp_path / "b", **latest, **{"summary.json": '{"diverged": {"step": 7}}'}),
+            left_behind(tmp_path / "b", **latest, **{"summary.json": '{"diverged": {"step": 7}}'}),
             "holds a run that diverged at step 7; pick another --out",
         ),
-        (_left_behind(tmp_path / "c", **{"summary.json": "{}"}), "holds a finished run"),
+        (left_behind(tmp_path / "c", **{"summary.json": "{}"}), "holds a finished run"),
     ]
     bare = tmp_path / "d"
     bare.mkdir()

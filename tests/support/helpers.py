@@ -326,3 +326,18 @@ def write_user_module(folder: Path) -> Path:
     path = folder / "mine.py"
     path.write_text(USER_MODULE)
     return path
+
+
+def left_behind(folder: Path, **files: str) -> Path:
+    """What a run that stopped before its first checkpoint leaves (its lock file, config.toml
+    and metrics.jsonl), plus ``files``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in {
+        ".lock": "",
+        "config.toml": "seed = 1\n",
+        "metrics.jsonl": "",
+        **files,
+    }.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return folder

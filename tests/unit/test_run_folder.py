@@ -14,6 +14,8 @@ from nosync.launch.runlock import acquire
 from nosync.run.checkpoint import WriteFailed, atomic_write_text
 from nosync.run.metrics import MetricsLog, read_metrics, truncate_metrics
 
+from support.helpers import left_behind
+
 
 # ---- item 1: a full disk and a torn metrics line -----------------------------------------------
 def test_a_failed_metrics_write_names_the_file() -> None:
@@ -69,19 +71,6 @@ def test_the_lock_names_its_holder(tmp_path) -> None:
 
 
 # ---- issue 17 item 4: a run that saved no checkpoint leaves a folder a fresh run may use -------
-def _left_behind(folder: Path, **files: str) -> Path:
-    """What a run that stopped before its first checkpoint leaves (its lock file, config.toml
-    and metrics.jsonl), plus ``files``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in {
-        ".lock": "",
-        "config.toml": "seed = 1\n",
-        "metrics.jsonl": "",
-        **files,
-    }.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(text)
-    return folder
 
 
 def test_a_folder_without_a_checkpoint_may_be_reused_and_the_hints_are_true(tmp_path) -> None:
@@ -90,13 +79,13 @@ def test_a_folder_without_a_checkpoint_may_be_reused_and_the_hints_are_true(tmp_
     from nosync.run.checkpoint import check_resumable
     from nosync.run.config import TrainConfig
 
-    failed = _left_behind(tmp_path / "failed")
+    failed = left_behind(tmp_path / "failed")
     _check_out(TrainConfig(out=str(failed)))  # a fresh run may use it
     assert "a fresh run may use it again" in resume_hint(failed)
     with pytest.raises(UserError, match="start it afresh without --resume"):
         check_resumable(failed, TrainConfig(out=str(failed)).to_dict())
     # every particle diverged before the first checkpoint: the same
-    diverged = _left_behind(tmp_path / "nan", **{"summary.json": '{"diverged": {"step": 20}}'})
+    diverged = left_behind(tmp_path / "nan", **{"summary.json": '{"diverged": {"step": 20}}'})
     _check_out(TrainConfig(out=str(diverged)))
 
 
