@@ -3,34 +3,14 @@ agrees on, and elastic restarts across two torchrun nodes after a kill -9."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import torch.distributed as dist
 
 from nosync.run import attempt
-
-from support.helpers import ROOT
-
-TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent))
-
-
-def torchrun(*args: str) -> subprocess.CompletedProcess[str]:
-    assert TORCHRUN, "torchrun is installed with torch"
-    return subprocess.run(
-        [TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "nosync", *args],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "LOGLEVEL": "ERROR"},
-    )
 
 
 # ---- the attempt every rank agrees on ------------------------------------------------------------
