@@ -240,6 +240,30 @@ class Monitor:
         return self._accuracies(self._scratch)
 
     # ---- at the end ---------------------------------------------------------------------------
+    def _run_keys(self) -> dict[str, Any]:
+        """What a summary says of the run itself (finished or diverged)."""
+        return {
+            "strategy": self.cfg.strategy,
+            "rule": self.cfg.rule if self.cfg.strategy == "nosync" else None,
+            "workers": self.cfg.workers,
+            "particles": self.place.particles,
+            "ranks_per_particle": self.place.ranks_per_particle,
+            "dataset": self.cfg.dataset,
+            "model": self.cfg.model,
+            "seed": self.cfg.seed,
+        }
+
+    def _time_keys(self, train_seconds: float) -> dict[str, Any]:
+        """Its length and where its time went (finished or diverged)."""
+        return {
+            "steps": self.total,
+            "epochs": self.total / self.steps_per_epoch,
+            "samples_per_worker": self.total * self.cfg.batch_size,
+            "wall_seconds": time.perf_counter() - self.wall_start,
+            "train_seconds": train_seconds,
+            "eval_seconds": self.eval_seconds,
+        }
+
     def diverged(self, strategy: Strategy, step: int) -> dict[str, Any] | None:
         """Training diverged at ``step`` on every rank: rank 0 logs it and writes a summary with
         ``"diverged": {"step": step}`` (and no accuracy, no final model: there is none to give)."""
@@ -249,24 +273,12 @@ class Monitor:
         train_seconds = self.train_seconds()
         comm_seconds, comm_bytes = strategy.comm()
         summary = {
-            "strategy": self.cfg.strategy,
-            "rule": self.cfg.rule if self.cfg.strategy == "nosync" else None,
-            "workers": self.cfg.workers,
-            "particles": self.place.particles,
-            "ranks_per_particle": self.place.ranks_per_particle,
-            "dataset": self.cfg.dataset,
-            "model": self.cfg.model,
-            "seed": self.cfg.seed,
+            **self._run_keys(),
             "diverged": {"step": step},
             "test_accuracy": None,
             "worker_test_accuracy": None,
             "ensemble_test_accuracy": None,
-            "steps": self.total,
-            "epochs": self.total / self.steps_per_epoch,
-            "samples_per_worker": self.total * self.cfg.batch_size,
-            "wall_seconds": time.perf_counter() - self.wall_start,
-            "train_seconds": train_seconds,
-            "eval_seconds": self.eval_seconds,
+            **self._time_keys(train_seconds),
             "train_samples_per_second": None,
             "sync_rounds": len(rounds),
             "comm_bytes": comm_bytes,
@@ -344,14 +356,7 @@ class Monitor:
         comm_seconds, comm_bytes = strategy.comm()
         samples = (self.total * self.cfg.workers - sum(skipped)) * self.cfg.batch_size
         summary = {
-            "strategy": self.cfg.strategy,
-            "rule": self.cfg.rule if self.cfg.strategy == "nosync" else None,
-            "workers": self.cfg.workers,
-            "particles": self.place.particles,
-            "ranks_per_particle": self.place.ranks_per_particle,
-            "dataset": self.cfg.dataset,
-            "model": self.cfg.model,
-            "seed": self.cfg.seed,
+            **self._run_keys(),
             "selected": strategy.describe_selected(),
             "best_particle": strategy.best_particle(),
             "select": self.cfg.select if self.cfg.strategy == "nosync" else None,
@@ -360,12 +365,7 @@ class Monitor:
             "final_fitness": strategy.final_fitness(),
             "test_accuracy": accuracy(model, self.data.x_test, self.data.y_test),
             **before,
-            "steps": self.total,
-            "epochs": self.total / self.steps_per_epoch,
-            "samples_per_worker": self.total * self.cfg.batch_size,
-            "wall_seconds": time.perf_counter() - self.wall_start,
-            "train_seconds": train_seconds,
-            "eval_seconds": self.eval_seconds,
+            **self._time_keys(train_seconds),
             "train_samples_per_second": samples / train_seconds if train_seconds > 0 else math.nan,
             "sync_rounds": len(rounds),
             "sync_seconds": sum(r["seconds"] for r in rounds),
