@@ -176,12 +176,7 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
     best = swarm[final["best_particle"]]
     leaders = [r["leader"] for r in swarm[0].swarm.history]
     summary = {
-        "strategy": "simulate",
-        "rule": cfg.rule,
-        "topology": cfg.topology,
-        "particles": particles,
-        "workers": particles,
-        "steps": total,
+        **_run_keys(cfg, particles, total),
         "test_accuracy": final["selected_test_accuracy"],
         "worker_test_accuracy": final["test_accuracy"],
         "ensemble_test_accuracy": accuracy_of(probs.mean(0), data.y_test),
@@ -201,6 +196,18 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
     return summary
 
 
+def _run_keys(cfg: TrainConfig, particles: int, steps: int) -> dict[str, Any]:
+    """What a simulated run's summary says of the run itself (finished or diverged)."""
+    return {
+        "strategy": "simulate",
+        "rule": cfg.rule,
+        "topology": cfg.topology,
+        "particles": particles,
+        "workers": particles,
+        "steps": steps,
+    }
+
+
 def _diverged(
     cfg: TrainConfig, particles: int, swarm: list[Particle], log: Any, step: int, start: float
 ) -> dict[str, Any]:
@@ -208,12 +215,7 @@ def _diverged(
     accuracy and no final model)."""
     leaders = [r["leader"] for r in swarm[0].swarm.history]
     summary = {
-        "strategy": "simulate",
-        "rule": cfg.rule,
-        "topology": cfg.topology,
-        "particles": particles,
-        "workers": particles,
-        "steps": swarm[0].total,
+        **_run_keys(cfg, particles, swarm[0].total),
         "diverged": {"step": step},
         "test_accuracy": None,
         "worker_test_accuracy": None,
