@@ -51,3 +51,9 @@ def neighbours(seed: int, round_: int, particle: int) -> int:
 def diversity(seed: int, particle: int) -> int:
     """A particle's own regularisation under ``--diversity`` (its label smoothing)."""
     return (seed * _A + particle) * _B + 104_729
+
+
+def explore(seed: int, round_: int, particle: int, stream: int = 0) -> int:
+    """``--explore``: a particle's draws in one round (``stream`` 0 picks its donor, 1 perturbs
+    its values); ``round_`` -1 deals the starting strata (``particle`` is then the dimension)."""
+    return ((seed * _A + round_ + 1) * _B + particle) * 4 + stream + 3_000_017
