@@ -113,6 +113,15 @@ def render() -> str:
     }
     training = [a for a in shown["train"] if _is_field(a, FIELDS)]
     parts = [HEADER]
+    top = [  # options of `nosync` itself, before the command (none but --help so far)
+        a
+        for a in parser._actions
+        if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))
+        and a.help != argparse.SUPPRESS
+    ]
+    if top:
+        rows = "\n".join(_row(a, FIELDS) for a in top)
+        parts.append(f"\n## `nosync`\n\n| flag | default | meaning |\n|---|---|---|\n{rows}\n")
     for name, sub in commands.choices.items():
         parts.append(f"\n## `nosync {name}`\n\n{sub.description or helps.get(name) or ''}\n")
         if name in NOTES:
