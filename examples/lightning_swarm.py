@@ -5,7 +5,8 @@
 ``SwarmStrategy`` starts the processes (DDP's launcher and process group, no gradient
 all-reduce); ``SwarmCallback`` pulls the particles toward the best one every ``--period`` steps
 and leaves every process holding the best particle at the end.  Each process writes
-``OUT/rank-R.json`` (its rounds and a checksum of its final weights).
+``OUT/rank-R.json`` (its rounds and a checksum of its final weights); rank 0 prints the swarm's
+result.
 """
 
 from __future__ import annotations
@@ -91,6 +92,15 @@ def main() -> None:
         "best_particle": swarm.best_particle,
     }
     (out / f"rank-{trainer.global_rank}.json").write_text(json.dumps(record) + "\n")
+    if trainer.global_rank == 0:  # the swarm's result (Lightning prints only its own banners)
+        final = (swarm.swarm.final_fitness if swarm.swarm else None) or []
+        print(
+            f"swarm of {trainer.world_size} particles, {len(swarm.history)} rounds; fitness at "
+            f"the end {', '.join('-' if f is None else f'{f:.4f}' for f in final)} (held-out "
+            f"loss, lower is better): every rank now holds particle {swarm.best_particle}; "
+            f"records in {out}/",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

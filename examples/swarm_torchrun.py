@@ -55,11 +55,11 @@ def main() -> None:
                 loss.backward()
                 optimizer.step()
 
-    swarm.finalize()  # every rank now holds the best particle
+    state = swarm.finalize()  # every rank now holds the best particle; this is its state dict
     model.eval()
     with torch.no_grad():
         accuracy = (model(x[test]).argmax(1) == y[test]).float().mean().item()
-        checksum = sum(float(t.double().sum()) for t in model.state_dict().values())
+        checksum = sum(float(t.double().sum()) for t in state.values())
     print(f"rank {rank} checksum {checksum:.10e}", flush=True)
     if rank == 0:
         print(

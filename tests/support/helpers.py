@@ -204,53 +204,8 @@ def checkpoint_step(out: Path) -> int | None:
 # A user's own pieces for --model/--dataset/--loss MODULE:CALLABLE: a GRU on a synthetic
 # sequence task (which of three frequencies a noisy wave has), its own map-style dataset class
 # and its own loss; plus pieces that are wrong in one way each, for the bad-input tests.
-USER_MODULE = '''
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import Dataset
-
-
-class Waves(Dataset):
-    """Sequences of 12 steps x 2 channels; the label is which of 3 frequencies they carry."""
-
-    def __init__(self, n, seed):
-        g = torch.Generator().manual_seed(seed)
-        self.y = torch.randint(0, 3, (n,), generator=g)
-        t = torch.arange(12).float()
-        phase = torch.rand(n, 1, generator=g) * 6.28
-        wave = (self.y.float() + 1).unsqueeze(1) * 0.5 * t + phase
-        noise = 0.3 * torch.randn(n, 12, 2, generator=g)
-        self.x = torch.stack([wave.sin(), wave.cos()], -1) + noise
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return self.x[i], int(self.y[i])
-
-
-def waves():
-    return Waves(230, 0), Waves(60, 1)
-
-
-class GRUNet(nn.Module):
-    def __init__(self, input_shape, classes):
-        super().__init__()
-        self.gru = nn.GRU(input_shape[-1], 8, batch_first=True)
-        self.head = nn.Linear(8, classes)
-
-    def forward(self, x):
-        return self.head(self.gru(x)[1][-1])
-
-
-def gru(input_shape, classes):
-    return GRUNet(input_shape, classes)
-
-
-def smooth_loss(output, target):
-    return F.cross_entropy(output, target, label_smoothing=0.1)
-
+# The good pieces are examples/own_model.py (the docs' "your own model" example).
+_WRONG_PIECES = '''
 
 NOT_CALLABLE = 3
 
@@ -318,6 +273,7 @@ def exits_when_called():
 
     sys.exit(3)
 '''
+USER_MODULE = (ROOT / "examples" / "own_model.py").read_text() + _WRONG_PIECES
 
 
 def write_user_module(folder: Path) -> Path:
