@@ -228,15 +228,12 @@ class Monitor:
         self, strategy: Strategy, model: nn.Module, rows: Tensor, weights: Tensor
     ) -> list[float]:
         """(test, train) accuracy of the model the strategy would end with if it ended now."""
-        if strategy.selection in ("model", "best"):
-            fitness = torch.nan_to_num(rows[:, 2], nan=math.inf)
-            best = int(fitness.argmin()) if strategy.selection == "best" else 0
-            return rows[best, :2].tolist()
-        center = strategy.center() if strategy.selection == "center" else None  # flat weights
+        chosen = strategy.selected(rows[:, 2], weights)
+        if isinstance(chosen, int):  # a particle: its row
+            return rows[chosen, :2].tolist()
         if self._scratch is None:
             self._scratch = copy.deepcopy(model)
-        mean = strategy.average_selected(weights.mean(0)) if center is None else center
-        load_weights(self._scratch, mean)
+        load_weights(self._scratch, chosen)
         return self._accuracies(self._scratch)
 
     # ---- at the end ---------------------------------------------------------------------------
@@ -358,7 +355,7 @@ class Monitor:
         summary = {
             **self._run_keys(),
             "selected": strategy.describe_selected(),
-            "best_particle": strategy.best_particle(),
+            "best_particle": strategy.best_particle,
             "select": self.cfg.select if self.cfg.strategy == "nosync" else None,
             "selected_ingredients": strategy.ingredients(),
             "label_smoothing": _smoothing(self.cfg, self.place.particles),
