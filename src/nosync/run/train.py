@@ -48,17 +48,7 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
     )
     control = Control(cfg, place, model, optimizer, scheduler, strategy, total)
     resumed = control.restore()
-    monitor = Monitor(
-        cfg,
-        place,
-        task.data,
-        task.x_eval,
-        task.y_eval,
-        held_out,
-        total,
-        batches.steps_per_epoch,
-        wall_start,
-    )
+    monitor = Monitor(cfg, place, task, total, batches.steps_per_epoch, wall_start, bn_data)
     monitor.begin(strategy, resumed)
     net = build.compiled(cfg, strategy.net)  # --compile: torch.compile
     loss_fn = build.train_loss(cfg, task, place.particle)  # --diversity: per-particle smoothing
