@@ -28,7 +28,7 @@ from nosync.run.outputs import Outputs
 from nosync.run.strategies import Strategy
 from nosync.run.summary import RunSummary, per_rank, weights_digest
 
-__all__ = ["Monitor", "gather", "weights_digest"]
+__all__ = ["Monitor", "gather", "weights_digest"]  # the last two lived here before the split
 
 
 class Monitor:
@@ -58,9 +58,6 @@ class Monitor:
     @property
     def eval_seconds(self) -> float:
         return self.clocks.eval_seconds
-
-    def train_seconds(self) -> float:
-        return self.clocks.train_seconds()
 
     def state_dict(self) -> dict[str, float]:
         """The clocks, so that a resumed run reports its whole time."""
