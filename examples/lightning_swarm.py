@@ -2,7 +2,7 @@
 
     python examples/lightning_swarm.py --devices 2 --steps 60 --out runs/lightning
 
-``SwarmStrategy`` starts the processes (DDP's launcher and process group, no gradient
+``LightningSwarmStrategy`` starts the processes (DDP's launcher and process group, no gradient
 all-reduce); ``SwarmCallback`` pulls the particles toward the best one every ``--period`` steps
 and leaves every process holding the best particle at the end.  Each process writes
 ``OUT/rank-R.json`` (its rounds and a checksum of its final weights); rank 0 prints the swarm's
@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from nosync import loss_fitness
-from nosync.integrations.lightning import SwarmCallback, SwarmStrategy
+from nosync.integrations.lightning import LightningSwarmStrategy, SwarmCallback
 
 
 class Classifier(pl.LightningModule):
@@ -73,7 +73,8 @@ def main() -> None:
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=args.devices,
-        strategy=SwarmStrategy(),  # the distributed sampler gives each particle its own shard
+        # the distributed sampler gives each particle its own shard
+        strategy=LightningSwarmStrategy(),
         max_steps=args.steps,
         callbacks=[swarm],
         logger=False,

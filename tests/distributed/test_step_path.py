@@ -24,16 +24,16 @@ LEAP = 1000.0  # seconds the fake clock jumps inside each end-of-run selection
 
 def _train_with_a_slow_end(rank: int, world: int, tmp: str) -> dict[str, Any]:
     """A short single-worker run whose end-of-run evaluation takes LEAP seconds per selection
-    (by the monitor's clock), and how many steps fed the running training loss."""
+    (by the run's clocks), and how many steps fed the running training loss."""
     import time
 
     from nosync.core import evaluate, selection
     from nosync.core.placement import place
-    from nosync.run import monitor
+    from nosync.run import clocks
     from nosync.run.train import train
 
     offset = [0.0]
-    monitor.time = types.SimpleNamespace(  # the monitor's clock only
+    clocks.time = types.SimpleNamespace(  # the run's clocks only
         perf_counter=lambda: time.perf_counter() + offset[0], time=time.time
     )
     select = selection.select_weights

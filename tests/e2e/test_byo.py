@@ -106,7 +106,8 @@ def test_tensorboard_event_files_hold_the_per_particle_scalars(user_run) -> None
     for name in ("fitness", "test_accuracy", "train_accuracy"):
         assert {f"{name}/particle_0", f"{name}/particle_1"} <= tags
     shared = {"swarm/leader", "swarm/spread", "swarm/pressure", "train/learning_rate"}
-    assert shared | {"round/seconds_blocked", "round/bytes"} <= tags
+    per_round = {"round/blocked_seconds", "round/comm_seconds", "round/seconds_blocked"}
+    assert shared | per_round | {"round/bytes"} <= tags
     rounds = read_metrics(out / "metrics.jsonl")
     fitness = [r["fitness"][1] for r in rounds if r["type"] == "round"]
     logged = [e.value for e in events.Scalars("fitness/particle_1")]

@@ -2,22 +2,26 @@
 
 Lightning's DDP wraps the model in ``DistributedDataParallel``, which all-reduces gradients every
 step and would collapse the swarm into one model.  Lightning has no parallel strategy without
-gradient sync, so :class:`SwarmStrategy` is DDP's strategy minus the wrapper: the same launcher,
-process group (gloo on CPU) and distributed sampler, but every process trains its own model.
-:class:`SwarmCallback` then couples them: on fit start it builds a :class:`~nosync.Swarm` on that
-process group and hooks the optimizer (a round every ``period`` steps); when training ends it
-finalizes, so every process ends holding the best particle::
+gradient sync, so :class:`LightningSwarmStrategy` is DDP's strategy minus the wrapper: the same
+launcher, process group (gloo on CPU) and distributed sampler, but every process trains its own
+model.  :class:`SwarmCallback` then couples them: on fit start it builds a
+:class:`~nosync.Swarm` on that process group and hooks the optimizer (a round every ``period``
+steps); when training ends it finalizes, so every process ends holding the best particle::
 
-    trainer = L.Trainer(accelerator="cpu", devices=4, strategy=SwarmStrategy(),
+    trainer = L.Trainer(accelerator="cpu", devices=4, strategy=LightningSwarmStrategy(),
                         callbacks=[SwarmCallback(fitness, period=25, pressure=0.3)])
     trainer.fit(module, loader)
 
 ``fitness(module) -> float`` is lower-is-better (held-out loss), as for ``Swarm``.  Lightning's own
 checkpoints hold one process's particle and not the swarm's round state.
+
+``SwarmStrategy``, this strategy's old name (a run's ``nosync.run.strategies.SwarmStrategy``
+is another class), still imports, with a :class:`DeprecationWarning`, for one release.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +41,7 @@ except ImportError as err:  # the optional extra is missing
     ) from err
 
 
-class SwarmStrategy(DDPStrategy):
+class LightningSwarmStrategy(DDPStrategy):
     """DDP's processes and process group without ``DistributedDataParallel``: no gradient
     all-reduce, each process keeps its own particle."""
 
@@ -68,11 +72,14 @@ class SwarmCallback(Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not (dist.is_available() and dist.is_initialized()):
-            raise RuntimeError("SwarmCallback needs several processes: strategy=SwarmStrategy()")
+            raise RuntimeError(
+                "SwarmCallback needs several processes: strategy=LightningSwarmStrategy()"
+            )
         if isinstance(trainer.strategy.model, DistributedDataParallel):
             raise RuntimeError(
                 "SwarmCallback: the model is wrapped in DistributedDataParallel, whose gradient "
-                "all-reduce would make the particles one model; use strategy=SwarmStrategy()"
+                "all-reduce would make the particles one model; "
+                "use strategy=LightningSwarmStrategy()"
             )
         if len(trainer.optimizers) != 1:
             raise RuntimeError("SwarmCallback: configure_optimizers must return one optimizer")
@@ -108,3 +115,15 @@ class SwarmCallback(Callback):
     @property
     def best_particle(self) -> int | None:
         return self.swarm.best_particle if self.swarm else None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SwarmStrategy":  # the old name, for one release
+        warnings.warn(
+            "nosync.integrations.lightning.SwarmStrategy is now LightningSwarmStrategy; the old "
+            "name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return LightningSwarmStrategy
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,9 +23,9 @@ from nosync.data.datasets import check_dataset_name
 from nosync.errors import UserError
 from nosync.run.devices import DEVICES, PRECISIONS
 from nosync.run.models import MODELS
+from nosync.run.strategies.names import STRATEGIES, SWARMS
 from nosync.user import is_spec
 
-STRATEGIES = ("nosync", "single", "ddp", "localsgd", "easgd", "diloco")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LOGGERS = ("none", "tensorboard")
 
@@ -241,9 +241,6 @@ def resolve(
         if name in flag_values:  # given on purpose and would do nothing: a mistake
             raise UserError(f"{name}: {why}")
     return cfg
-
-
-SWARMS = ("nosync", "easgd")  # the strategies whose rounds a Swarm runs
 
 
 def _no(mode: str, where: str) -> str:

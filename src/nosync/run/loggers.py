@@ -3,7 +3,9 @@
 ``metrics.jsonl`` stays the record that ``report`` and ``compare`` read; a logger is fed the very
 same records as they are written (:func:`attach` wraps the metrics log) and turns them into
 scalars: per-particle fitness and accuracy, the leader, the spread, the pressure, the learning
-rate, the seconds blocked in collectives and the bytes of each round.
+rate, and each round's seconds (in all, the training thread's blocked time, the time in
+collectives) and bytes.  ``round/seconds_blocked``, the old name of ``round/comm_seconds``, is
+written too for one release.
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ class TensorBoard:
                 ("swarm/leader", "leader"),
                 ("swarm/pressure", "pressure"),
                 ("round/seconds", "seconds"),
-                ("round/seconds_blocked", "comm_seconds"),
+                ("round/blocked_seconds", "blocked_seconds"),
+                ("round/comm_seconds", "comm_seconds"),
+                ("round/seconds_blocked", "comm_seconds"),  # round/comm_seconds' old name
                 ("round/bytes", "comm_bytes"),
             ):
                 if record.get(key) is not None:

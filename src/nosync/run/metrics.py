@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +114,11 @@ def truncate_metrics(path: str | Path, step: int, rounds: int | None = None) -> 
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
-def write_summary(path: str | Path, summary: dict[str, Any]) -> None:
-    missing = [k for k in SUMMARY_KEYS if k not in summary]
+def write_summary(
+    path: str | Path, summary: dict[str, Any], required: Iterable[str] = SUMMARY_KEYS
+) -> None:
+    """``summary.json``, refused (a bug, not bad input) if a ``required`` key is missing."""
+    missing = [k for k in required if k not in summary]
     if missing:
         raise ValueError(f"summary lacks {missing}")
     atomic_write_text(path, json.dumps(clean_json(summary), indent=2) + "\n")

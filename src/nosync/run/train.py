@@ -43,20 +43,12 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
     total = cfg.steps or max(1, round(cfg.epochs * batches.steps_per_epoch))
     scheduler = lr_schedule.scheduler(optimizer, cfg, total, place.ranks_per_particle)
     bn_data = build.bn_batches(cfg, task)  # an averaged model's BatchNorm statistics
-    strategy = strategies.build(cfg, model, optimizer, fitness, place, total, losses, bn_data)
+    strategy = strategies.build(
+        strategies.Context(cfg, model, optimizer, fitness, place, total, losses, bn_data)
+    )
     control = Control(cfg, place, model, optimizer, scheduler, strategy, total)
     resumed = control.restore()
-    monitor = Monitor(
-        cfg,
-        place,
-        task.data,
-        task.x_eval,
-        task.y_eval,
-        held_out,
-        total,
-        batches.steps_per_epoch,
-        wall_start,
-    )
+    monitor = Monitor(cfg, place, task, total, batches.steps_per_epoch, wall_start, bn_data)
     monitor.begin(strategy, resumed)
     net = build.compiled(cfg, strategy.net)  # --compile: torch.compile
     loss_fn = build.train_loss(cfg, task, place.particle)  # --diversity: per-particle smoothing

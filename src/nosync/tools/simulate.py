@@ -14,12 +14,10 @@ particles share this machine's cores.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,10 +31,9 @@ from nosync.data.datasets import Batches
 from nosync.errors import Diverged, UserError
 from nosync.run import build, loggers, lr_schedule
 from nosync.run.build import Task
-from nosync.run.checkpoint import atomic_torch_save, atomic_write_text
 from nosync.run.config import TrainConfig
-from nosync.run.export import save_safetensors
-from nosync.run.metrics import MetricsLog, clean_json
+from nosync.run.metrics import SUMMARY_KEYS
+from nosync.run.outputs import Outputs
 from nosync.run.strategies import swarm_of
 
 
@@ -111,8 +108,17 @@ def together(world: LocalWorld, swarm: list[Particle], work_on: Callable[[Partic
         raise first or errors[0]
 
 
+SIMULATED_KEYS = tuple(
+    k
+    for k in SUMMARY_KEYS
+    # no network, no restarts, and the threads share one machine: not measured here
+    if k not in ("train_samples_per_second", "comm_bytes", "comm_seconds", "restarts")
+)
+
+
 def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
-    """Run the swarm; writes ``config.toml``, ``metrics.jsonl``, ``summary.json``, ``final.pt``."""
+    """Run the swarm; writes ``config.toml``, ``metrics.jsonl``, ``summary.json`` and the final
+    model (the best particle) through the run's own :class:`~nosync.run.outputs.Outputs`."""
     if cfg.strategy != "nosync" or cfg.rule not in rules.RULES:
         raise UserError(
             f"strategy: simulate runs the nosync strategy (rules {', '.join(rules.RULES)})"
@@ -125,111 +131,98 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
     task = build.task(cfg)
     world = LocalWorld(particles, timeout=cfg.timeout)
     swarm = [Particle(cfg, i, world, task) for i in range(particles)]
-    total, steps_per_epoch = swarm[0].total, swarm[0].batches.steps_per_epoch
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.toml", cfg.to_toml())
-    log = loggers.attach(MetricsLog(out / "metrics.jsonl"), cfg, total, ranks_per_particle=1)
-    every = cfg.eval_every or steps_per_epoch
+    outputs = Outputs(cfg, swarm[0].total)
+    outputs.open()
+    try:
+        final = _train(cfg, world, swarm, task, outputs)
+    except Diverged as err:  # every particle at once: there is no leader to recover from
+        step = err.step if err.step is not None else max(p.swarm.step for p in swarm)
+        summary = {
+            **_run_keys(cfg, swarm),
+            "diverged": {"step": step},
+            "test_accuracy": None,
+            "worker_test_accuracy": None,
+            "ensemble_test_accuracy": None,
+            **_rounds_and_time(swarm, start),
+        }
+        outputs.diverged(summary, step, SIMULATED_KEYS)
+        return summary
+    probs = torch.stack([predict_proba(p.model, task.data.x_test) for p in swarm])
+    best = swarm[final["best_particle"]]
+    summary = {
+        **_run_keys(cfg, swarm),
+        "test_accuracy": final["selected_test_accuracy"],
+        "worker_test_accuracy": final["test_accuracy"],
+        "ensemble_test_accuracy": accuracy_of(probs.mean(0), task.data.y_test),
+        "best_particle": best.index,
+        "final_fitness": final["fitness"],
+        **_rounds_and_time(swarm, start),
+    }
+    outputs.finished(summary, best.model, SIMULATED_KEYS)
+    return summary
+
+
+def _train(
+    cfg: TrainConfig, world: LocalWorld, swarm: list[Particle], task: Task, outputs: Outputs
+) -> dict[str, Any]:
+    """Train every particle to the end, logging the rounds and an evaluation every
+    ``--eval-every`` steps (else every epoch); the final evaluation."""
+    total, every = swarm[0].total, cfg.eval_every or swarm[0].batches.steps_per_epoch
     bar = tqdm(
         total=total,
-        desc=f"simulate x{particles}",
+        desc=f"simulate x{len(swarm)}",
         unit="step",
         disable=cfg.quiet,
         file=sys.stderr,
         dynamic_ncols=True,
     )
     logged = 0
-
-    def log_rounds() -> None:
-        nonlocal logged
-        settled = swarm[0].swarm.settled  # a round's distances come with the next round
-        for i, record in enumerate(swarm[0].swarm.history[logged:settled], start=logged):
-            leaders = [p.swarm.history[i]["leader"] for p in swarm]
-            log.write({"type": "round", **record, "leaders": leaders})
-        logged = settled
-
     try:
         for until in [*range(every, total, every), total]:
             run_together(world, swarm, until)
-            log_rounds()
-            log.write(
-                {
-                    "type": "eval",
-                    "step": until,
-                    "samples_per_worker": until * cfg.batch_size,
-                    **_evaluate(swarm, task),
-                }
-            )
+            logged = _log_rounds(swarm, outputs, logged)
+            evaluation = _evaluate(swarm, task)
+            record = {"type": "eval", "step": until, "samples_per_worker": until * cfg.batch_size}
+            outputs.write(record | evaluation)
             bar.update(until - bar.n)
         # an async round still in flight lands, as in a real run, and the last distances arrive
         together(world, swarm, lambda p: p.swarm.settle())
-        log_rounds()
-        final = _evaluate(swarm, task, final=True)
-    except Diverged as err:  # every particle at once: there is no leader to recover from
-        step = err.step if err.step is not None else max(p.swarm.step for p in swarm)
-        return _diverged(cfg, particles, swarm, log, step, start)
+        _log_rounds(swarm, outputs, logged)
+        return _evaluate(swarm, task, final=True)
     finally:
         bar.close()
-    data = task.data
-    probs = torch.stack([predict_proba(p.model, data.x_test) for p in swarm])
-    best = swarm[final["best_particle"]]
-    leaders = [r["leader"] for r in swarm[0].swarm.history]
-    summary = {
-        **_run_keys(cfg, particles, total),
-        "test_accuracy": final["selected_test_accuracy"],
-        "worker_test_accuracy": final["test_accuracy"],
-        "ensemble_test_accuracy": accuracy_of(probs.mean(0), data.y_test),
-        "best_particle": best.index,
-        "final_fitness": final["fitness"],
-        "leaders": leaders,
-        "sync_rounds": len(leaders),
-        "wall_seconds": time.perf_counter() - start,
-    }
-    log.write({"type": "final", "test_accuracy": summary["test_accuracy"], "steps": total})
-    log.close()
-    atomic_torch_save(
-        {"state_dict": best.model.state_dict(), "config": cfg.to_dict()}, out / "final.pt"
-    )
-    save_safetensors(best.model.state_dict(), cfg.to_dict(), out / "final.safetensors")
-    atomic_write_text(out / "summary.json", json.dumps(clean_json(summary), indent=2) + "\n")
-    return summary
 
 
-def _run_keys(cfg: TrainConfig, particles: int, steps: int) -> dict[str, Any]:
+def _log_rounds(swarm: list[Particle], outputs: Outputs, logged: int) -> int:
+    """Log the rounds from ``logged`` on whose records are final (a round's distances come
+    with the next round), with every particle's leader; how many are logged now."""
+    settled = swarm[0].swarm.settled
+    for i, record in enumerate(swarm[0].swarm.history[logged:settled], start=logged):
+        leaders = [p.swarm.history[i]["leader"] for p in swarm]
+        outputs.write({"type": "round", **record, "leaders": leaders})
+    return settled
+
+
+def _run_keys(cfg: TrainConfig, swarm: list[Particle]) -> dict[str, Any]:
     """What a simulated run's summary says of the run itself (finished or diverged)."""
     return {
         "strategy": "simulate",
         "rule": cfg.rule,
         "topology": cfg.topology,
-        "particles": particles,
-        "workers": particles,
-        "steps": steps,
+        "particles": len(swarm),
+        "workers": len(swarm),
+        "steps": swarm[0].total,
     }
 
 
-def _diverged(
-    cfg: TrainConfig, particles: int, swarm: list[Particle], log: Any, step: int, start: float
-) -> dict[str, Any]:
-    """The summary of a swarm that diverged at ``step`` (as a real run's: ``"diverged"``, no
-    accuracy and no final model)."""
+def _rounds_and_time(swarm: list[Particle], start: float) -> dict[str, Any]:
+    """Its rounds' leaders and its wall time (finished or diverged)."""
     leaders = [r["leader"] for r in swarm[0].swarm.history]
-    summary = {
-        **_run_keys(cfg, particles, swarm[0].total),
-        "diverged": {"step": step},
-        "test_accuracy": None,
-        "worker_test_accuracy": None,
-        "ensemble_test_accuracy": None,
+    return {
         "leaders": leaders,
         "sync_rounds": len(leaders),
         "wall_seconds": time.perf_counter() - start,
     }
-    log.write({"type": "diverged", "step": step})
-    log.close()
-    atomic_write_text(
-        Path(cfg.out) / "summary.json", json.dumps(clean_json(summary), indent=2) + "\n"
-    )
-    return summary
 
 
 def _evaluate(swarm: list[Particle], task: Task, final: bool = False) -> dict[str, Any]:
