@@ -25,9 +25,10 @@ from nosync.core.rules import mean_pairwise_distance
 from nosync.core.weights import flatten_weights, load_weights
 from nosync.data.datasets import Dataset
 from nosync.errors import Diverged
+from nosync.files import atomic_write_text
 from nosync.run import attempt, devices, loggers
 from nosync.run.build import TRAIN_EVAL_EXAMPLES
-from nosync.run.checkpoint import atomic_torch_save, atomic_write_text
+from nosync.run.checkpoint import atomic_torch_save
 from nosync.run.config import TrainConfig
 from nosync.run.export import save_safetensors
 from nosync.run.metrics import MetricsLog, truncate_metrics, write_summary

@@ -22,9 +22,9 @@ from tqdm import tqdm
 
 from nosync.core import rules
 from nosync.errors import UserError
+from nosync.files import atomic_write_text
 from nosync.launch import interrupts
 from nosync.run import build, loggers
-from nosync.run.checkpoint import atomic_write_text
 from nosync.run.config import FIELDS, STRATEGIES, TrainConfig, drop_unused, resolve, unused
 from nosync.run.metrics import read_metrics
 

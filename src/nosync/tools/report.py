@@ -16,8 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from nosync.errors import UserError
-from nosync.run.checkpoint import atomic_write_text
+from nosync.files import atomic_write, atomic_write_text
 from nosync.run.metrics import read_metrics
+
+
+def _save(fig: Any, path: Path) -> None:
+    """A plot, written atomically like every other output, then closed."""
+    import matplotlib.pyplot as plt
+
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
 
 
 def _pct(value: float | None) -> str:
@@ -262,8 +271,7 @@ def compare_plots(data: dict[str, Any], out: Path) -> list[Path]:
             axes[0][0].set_ylim(min(finals) - 0.06, max(finals) + 0.02)
         axes[0][-1].legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
+        _save(fig, out / name)
         paths.append(out / name)
 
     target = resolve_target(data)
@@ -284,8 +292,7 @@ def compare_plots(data: dict[str, Any], out: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "speedup.png", dpi=110)
-    plt.close(fig)
+    _save(fig, out / "speedup.png")
     return [*paths, out / "speedup.png"]
 
 
@@ -347,8 +354,7 @@ def write_run_report(folder: Path) -> Path:
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(folder / "run.png", dpi=110)
-    plt.close(fig)
+    _save(fig, folder / "run.png")
     leaders = summary.get("leaders") or []
     counts = {p: leaders.count(p) for p in sorted({x for x in leaders if x is not None})}
     diverged = summary.get("diverged")

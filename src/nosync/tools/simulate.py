@@ -31,9 +31,10 @@ from nosync.core.transport import LocalWorld
 from nosync.core.weights import flatten_weights
 from nosync.data.datasets import Batches
 from nosync.errors import Diverged, UserError
+from nosync.files import atomic_write_text
 from nosync.run import build, loggers, lr_schedule
 from nosync.run.build import Task
-from nosync.run.checkpoint import atomic_torch_save, atomic_write_text
+from nosync.run.checkpoint import atomic_torch_save
 from nosync.run.config import TrainConfig
 from nosync.run.export import save_safetensors
 from nosync.run.metrics import MetricsLog, clean_json
