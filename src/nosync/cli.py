@@ -247,7 +247,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from nosync.run.config import drop_unused, read_toml, resolve
     from nosync.tools.simulate import simulate
 
-    interrupts.resume()
+    interrupts.stop_deferring()
     if args.particles < 1:
         raise UserError(f"particles: must be at least 1, got {args.particles}")
     flags = _flags(args)
@@ -272,7 +272,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from nosync.tools.report import write_report
 
-    interrupts.resume()
+    interrupts.stop_deferring()
     folder = Path(args.dir)
     if not folder.is_dir():
         raise UserError(f"report: no such folder {folder}")

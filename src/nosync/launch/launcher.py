@@ -267,11 +267,11 @@ def _quiet_agent_logs() -> None:
 def launch(cfg: TrainConfig) -> dict[str, Any] | None:
     """Run ``cfg`` on ``cfg.workers`` local ranks; returns rank 0's summary."""
     if under_launcher():
-        interrupts.resume()
+        interrupts.stop_deferring()
         return worker(cfg.to_dict(), external=True)
     runlock.check_free(cfg.out)
     preflight(cfg)
-    interrupts.resume()  # a Ctrl+C during the checks stops here, before anything is written
+    interrupts.stop_deferring()  # a Ctrl+C during the checks stops here, before anything is written
     lock = runlock.acquire(cfg.out)
     try:
         if not cfg.resume:

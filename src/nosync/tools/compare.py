@@ -265,7 +265,7 @@ def run_compare(
     bar = tqdm(
         cells, desc="compare", unit="run", disable=quiet, file=sys.stderr, dynamic_ncols=True
     )
-    interrupts.resume()  # from here on _CtrlC handles Ctrl+C (the setup above deferred it)
+    interrupts.stop_deferring()  # from here on _CtrlC handles Ctrl+C (the setup above deferred it)
     ctrl_c = _CtrlC()
     with ctrl_c:
         for cell in bar:
