@@ -117,7 +117,7 @@ def worker(cfg_dict: dict[str, Any], external: bool = False) -> dict[str, Any] |
 
     install_sigint_handler()  # from the start: a Ctrl+C during set-up stops at the first vote
     lifeline.protect_rank()  # no rank outlives the launcher, even after its kill -9
-    cfg = TrainConfig(**cfg_dict)
+    cfg = TrainConfig.from_dict(cfg_dict)
     local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     torch.set_num_threads(thread_budget(cfg.threads, local_ranks))
     timeout = timedelta(seconds=cfg.timeout)

@@ -18,6 +18,7 @@ from nosync.errors import UserError
 from nosync.files import WriteFailed as WriteFailed  # (their old home: the names still import)
 from nosync.files import atomic_write_bytes, atomic_write_text
 from nosync.files import write_failed as write_failed
+from nosync.run.compat import upgrade
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
@@ -174,21 +175,25 @@ def load_rank(out: str | os.PathLike[str], record: dict[str, Any], rank: int) ->
 
 
 def check_resumable(out: str | os.PathLike[str], config: dict[str, Any]) -> dict[str, Any]:
-    """Before launching ``--resume``: the set exists, every file loads, the run is the same."""
+    """Before launching ``--resume``: the set exists, every file loads, the run is the same.
+
+    Both configurations are compared in today's spelling (an older nosync wrote ``delay = -1``
+    for automatic and ``exchange`` for ``wire_dtype``).
+    """
     record = latest(out)
     if record is None:
         raise UserError(
             f"resume: no checkpoint in {checkpoint_root(out)} (the run stopped before its first "
             "one); start it afresh without --resume"
         )
+    saved, config = upgrade(record["config"], warn=False), upgrade(config, warn=False)
     changed = [
-        f"{key}={record['config'].get(key)!r} (now {config[key]!r})"
+        f"{key}={saved.get(key)!r} (now {config[key]!r})"
         for key in FIXED_ON_RESUME
-        if record["config"].get(key) != config[key]
+        if saved.get(key) != config[key]
     ]
     if changed:
         raise UserError(f"resume: the checkpoint is of a different run: {', '.join(changed)}")
-    saved = record["config"]
     frozen = [
         f"{key}={saved[key]!r} (now {config[key]!r})"
         for key in config

@@ -199,7 +199,7 @@ def swarm_of(
     """The :class:`Swarm` a configuration describes (``overrides`` win; e.g. a ``transport``)."""
     settings: dict[str, Any] = {
         "mode": cfg.round,
-        "delay": None if cfg.delay < 0 else cfg.delay,
+        "delay": cfg.delay,  # None: automatic
         "period": cfg.period,
         "pressure": cfg.pressure,
         "rule": cfg.rule,
@@ -211,10 +211,10 @@ def swarm_of(
         "seed": cfg.seed,
         "topology": cfg.topology,
         "neighbors": cfg.neighbors,
-        "exchange_dtype": getattr(torch, cfg.exchange),
+        "exchange_dtype": getattr(torch, cfg.wire_dtype),
         "temperature": cfg.temperature,
-        "outer_lr": cfg.outer_lr or None,  # 0: step by the pressure
-        "outer_momentum": max(cfg.outer_momentum, 0.0),  # -1 (automatic): none for a swarm
+        "outer_lr": cfg.outer_lr,  # None: step by the pressure
+        "outer_momentum": cfg.outer_momentum or 0.0,  # None (automatic): none for a swarm
         "select": cfg.select,
     }
     if placement is not None:
@@ -493,7 +493,9 @@ class DiLoCoStrategy(LocalSGDStrategy):
         losses: TrainLoss | None = None,
         bn_data: list[Tensor] | None = None,
     ) -> Strategy:
-        return cls(model, optimizer, placement, cfg.period, cfg.outer_lr, cfg.outer_momentum)
+        lr, momentum = cfg.outer_lr, cfg.outer_momentum
+        assert lr is not None and momentum is not None  # config.resolve set diloco's automatic
+        return cls(model, optimizer, placement, cfg.period, lr, momentum)
 
     def _after_step(self, *_: object) -> None:
         self._steps += 1

@@ -25,7 +25,16 @@ from nosync.errors import UserError
 from nosync.files import atomic_write_text
 from nosync.launch import interrupts
 from nosync.run import build, loggers
-from nosync.run.config import FIELDS, STRATEGIES, TrainConfig, drop_unused, resolve, unused
+from nosync.run.compat import AUTO, RENAMED, upgrade
+from nosync.run.config import (
+    FIELDS,
+    STRATEGIES,
+    TrainConfig,
+    drop_unused,
+    parser_of,
+    resolve,
+    unused,
+)
 from nosync.run.metrics import read_metrics
 
 INTERRUPTED = 130
@@ -107,7 +116,7 @@ def parse_labels(text: str) -> list[str]:
                 f"or nosync-RULE with RULE one of {', '.join(rules.RULES)})"
             )
         values = settings_of(name, settings)
-        spelled = ",".join(f"{k}={v}" for k, v in values.items())
+        spelled = ",".join(f"{k}={AUTO if v is None else v}" for k, v in values.items())
         label = f"{name}:{spelled}" if spelled else name
         if (name, values) in seen:  # the same cells twice: one run, two rows of the table
             raise UserError(f"strategies: {label} is given twice")
@@ -117,26 +126,30 @@ def parse_labels(text: str) -> list[str]:
 
 
 def settings_of(name: str, items: list[str]) -> dict[str, Any]:
-    """A label's own settings, typed as the config's fields."""
+    """A label's own settings, typed as the config's fields (``auto``: automatic, None; an old
+    name or value is kept as spelled, and :func:`resolve` warns about it)."""
     values: dict[str, Any] = {}
     for item in items:
         key, eq, text = (part.strip() for part in item.partition("="))
         key = key.replace("-", "_")
-        if not eq or key not in FIELDS or key in CELL_KEYS:
+        field = RENAMED.get(key, key)
+        if not eq or field not in FIELDS or key in CELL_KEYS:
             raise UserError(
                 f"strategies: {name}: {item!r} is not key=value with a training setting "
                 f"(compare sets {', '.join(sorted(CELL_KEYS))} itself)"
             )
-        kind = str(FIELDS[key].type)  # the annotation as text (postponed annotations)
-        try:
-            value: Any = {"int": int, "float": float, "str": str}[kind](text)
-        except KeyError:  # bool
+        if FIELDS[field].type == "bool":
             if text.lower() not in ("true", "false"):
                 raise UserError(f"strategies: {name}: {key} must be true or false") from None
-            value = text.lower() == "true"
+            values[key] = text.lower() == "true"
+            continue
+        parse = parser_of(field)
+        try:
+            values[key] = parse(text)
         except ValueError:
-            raise UserError(f"strategies: {name}: {key} must be {kind}, got {text!r}") from None
-        values[key] = value
+            raise UserError(
+                f"strategies: {name}: {key} must be {parse.__name__}, got {text!r}"
+            ) from None
     return values
 
 
@@ -253,7 +266,8 @@ def run_compare(
     data: dict[str, Any] = {"settings": settings, "cells": {}}
     if index.exists():
         data = read_object(index, ("settings", "cells"), "compare")
-        if data["settings"] != settings:
+        saved = data["settings"]  # written by an older nosync, maybe: compared in today's spelling
+        if {**saved, "train": upgrade(saved.get("train", {}), warn=False)} != settings:
             raise UserError(
                 f"out: {out} holds a comparison with other settings; pick another --out"
             )
@@ -338,7 +352,7 @@ def _run_cell(config: dict[str, Any], folder: Path, ctrl_c: _CtrlC) -> int:
         if folder.exists():  # started but never checkpointed: start again
             shutil.rmtree(folder)
         toml = beside(folder, ".toml")
-        atomic_write_text(toml, TrainConfig(**config).to_toml())
+        atomic_write_text(toml, TrainConfig.from_dict(config).to_toml())
         cmd = ["train", "--config", str(toml)]
     with open(beside(folder, ".log"), "a", encoding="utf-8") as log:
         ctrl_c.child = subprocess.Popen(
