@@ -234,11 +234,33 @@ def run_compare(
     quiet: bool = False,
 ) -> int:
     """Run the grid; returns 0, 1 when a cell failed, or 130 when interrupted."""
-    from nosync.tools.report import read_object, write_compare_report
+    from nosync.tools.report import write_compare_report
 
     base = resolve(base_values, {"out": str(out / "cells" / "probe")})
+    _check_labels(base_values, labels, out)
+    loggers.check(base)
+    steps = budget(base)
+    settings = {
+        "strategies": labels,
+        "workers": workers,
+        "seeds": seeds,
+        "steps": steps,
+        "eval_every": max(1, steps // evals),
+        "target": target,
+        "train": base_values,
+    }
+    data = _open_index(out, settings)
+    status = _run_grid(settings, data, plan(labels, workers, seeds), out, quiet)
+    if status != INTERRUPTED:
+        write_compare_report(out)
+    return status
+
+
+def _check_labels(base_values: dict[str, Any], labels: list[str], out: Path) -> None:
+    """A label's own settings that do not fit fail now, not mid-grid; so does a shared setting
+    that no cell would use."""
     unused_by_all: dict[str, str] | None = None
-    for label in labels:  # a label's own settings that do not fit fail now, not mid-grid
+    for label in labels:
         strategy = label_values(label)["strategy"]
         probe = {"workers": 1 if strategy == "single" else 2, "out": str(out / "cells" / "probe")}
         if strategy == "ddp":
@@ -248,22 +270,16 @@ def run_compare(
             unused_by_all = unused_here
         unused_by_all = {k: v for k, v in unused_by_all.items() if k in unused_here}
     for name, why in (unused_by_all or {}).items():
-        if name in base_values:  # a shared setting that no cell would use is a mistake
+        if name in base_values:
             raise UserError(f"{name}: no strategy compared uses it ({labels[0]}: {why})")
-    loggers.check(base)
-    steps = budget(base)
-    eval_every = max(1, steps // evals)
-    settings = {
-        "strategies": labels,
-        "workers": workers,
-        "seeds": seeds,
-        "steps": steps,
-        "eval_every": eval_every,
-        "target": target,
-        "train": base_values,
-    }
+
+
+def _open_index(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """``compare.json``: the one an interrupted comparison of the same settings left, or a new
+    one, written before the first cell (so that an interrupted first cell can be resumed)."""
+    from nosync.tools.report import read_object
+
     index = out / "compare.json"
-    data: dict[str, Any] = {"settings": settings, "cells": {}}
     if index.exists():
         data = read_object(index, ("settings", "cells"), "compare")
         saved = data["settings"]  # written by an older nosync, maybe: compared in today's spelling
@@ -271,10 +287,18 @@ def run_compare(
             raise UserError(
                 f"out: {out} holds a comparison with other settings; pick another --out"
             )
-    cells = plan(labels, workers, seeds)
+        return data
+    data = {"settings": settings, "cells": {}}
     out.mkdir(parents=True, exist_ok=True)
-    if not index.exists():  # before the first cell: an interrupted first cell can be resumed
-        atomic_write_text(index, json.dumps(data, indent=1) + "\n")
+    atomic_write_text(index, json.dumps(data, indent=1) + "\n")
+    return data
+
+
+def _run_grid(
+    settings: dict[str, Any], data: dict[str, Any], cells: list[Cell], out: Path, quiet: bool
+) -> int:
+    """The cells not finished yet, one after another; ``compare.json`` after each.  Returns 0,
+    1 when a cell failed, or 130 when interrupted."""
     status = 0
     bar = tqdm(
         cells, desc="compare", unit="run", disable=quiet, file=sys.stderr, dynamic_ncols=True
@@ -289,7 +313,8 @@ def run_compare(
                 continue  # finished in an earlier, interrupted comparison
             if ctrl_c.pressed:
                 break
-            config = cell_config(base_values, cell, steps, eval_every, folder)
+            steps, eval_every = settings["steps"], settings["eval_every"]
+            config = cell_config(settings["train"], cell, steps, eval_every, folder)
             code = _run_cell(config, folder, ctrl_c)
             if code == 0:
                 data["cells"][cell.name] = {"cell": cell.__dict__, **collect(folder)}
@@ -298,19 +323,16 @@ def run_compare(
             else:
                 status = 1
                 log = beside(folder, ".log")
-                failed = f"exit {code}, see {log}"
-                data["cells"][cell.name] = {"cell": cell.__dict__, "failed": failed}
+                data["cells"][cell.name] = {
+                    "cell": cell.__dict__,
+                    "failed": f"exit {code}, see {log}",
+                }
                 bar.write(
-                    f"nosync: compare: {cell.name} failed (exit {code}); see {log}",
-                    file=sys.stderr,
+                    f"nosync: compare: {cell.name} failed (exit {code}); see {log}", file=sys.stderr
                 )
-            atomic_write_text(index, json.dumps(data, indent=1) + "\n")
-    if ctrl_c.pressed:
-        status = INTERRUPTED
+            atomic_write_text(out / "compare.json", json.dumps(data, indent=1) + "\n")
     bar.close()
-    if status != INTERRUPTED:
-        write_compare_report(out)
-    return status
+    return INTERRUPTED if ctrl_c.pressed else status
 
 
 class _CtrlC:
