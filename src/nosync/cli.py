@@ -59,11 +59,12 @@ def _add_train_flags(
             )
     for old, new in RENAMED.items():  # the old spelling still works, with a warning (compat.py)
         if new not in exclude:
-            choices = FIELDS[new].metadata["choices"]
-            parser.add_argument("--" + old.replace("_", "-"), **_HIDDEN, choices=choices)
-
-
-_HIDDEN: dict[str, Any] = {"default": argparse.SUPPRESS, "help": argparse.SUPPRESS}
+            parser.add_argument(
+                "--" + old.replace("_", "-"),
+                choices=FIELDS[new].metadata["choices"],
+                default=argparse.SUPPRESS,
+                help=argparse.SUPPRESS,
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
