@@ -2,7 +2,7 @@
 
     python benchmarks/compression.py --seeds 3 --workers 4 --epochs 3
 
-``nosync train --exchange DTYPE`` on Fashion-MNIST (mlp) for each dtype and seed, with the same
+``nosync train --wire-dtype DTYPE`` on Fashion-MNIST (mlp) for each dtype and seed, with the same
 steps per worker: the bytes sent in sync rounds per worker and the selected model's test
 accuracy.  Finished runs are skipped when run again.  Writes
 ``benchmarks/results/compression/compression.json`` and a Markdown table on stdout.
@@ -35,7 +35,7 @@ def main() -> None:
         for seed in range(args.seeds):
             flags = [
                 "--workers", str(args.workers), "--dataset", "fashion-mnist",
-                "--epochs", str(args.epochs), "--seed", str(seed), "--exchange", dtype,
+                "--epochs", str(args.epochs), "--seed", str(seed), "--wire-dtype", dtype,
                 "--threads", "1",
             ]  # fmt: skip
             done = nosync_run.run("train", flags, out / "cells" / f"{dtype}-s{seed}")

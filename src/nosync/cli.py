@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from nosync.errors import UserError
+from nosync.errors import DeprecatedSetting, UserError
 from nosync.launch import interrupts
 
 
@@ -21,10 +22,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """One line on stderr and exit status 2, instead of usage plus message."""
         raise UserError(f"{message} (see {self.prog} --help)")
-
-
-def _flag_type(kind: str) -> Any:
-    return {"int": int, "float": float, "str": str}[kind]
 
 
 # what `compare` sets per cell itself, so it takes no such flag
@@ -35,13 +32,14 @@ REPEATABLE = {"inject"}  # given several times, the values add up (comma-joined)
 def _add_train_flags(
     parser: argparse.ArgumentParser, exclude: Collection[str] = frozenset()
 ) -> None:
-    from nosync.run.config import FIELDS
+    from nosync.run.compat import AUTO, RENAMED
+    from nosync.run.config import FIELDS, parser_of
 
     for name, f in FIELDS.items():
         if name in exclude:
             continue
         flag = "--" + name.replace("_", "-")
-        help_text = f"{f.metadata['help']} (default: {f.default})"
+        help_text = f"{f.metadata['help']} (default: {AUTO if f.default is None else f.default})"
         if f.type == "bool":
             parser.add_argument(
                 flag, action="store_true", default=argparse.SUPPRESS, help=help_text
@@ -53,11 +51,19 @@ def _add_train_flags(
         else:
             parser.add_argument(
                 flag,
-                type=_flag_type(str(f.type)),
+                type=parser_of(name),
                 choices=f.metadata["choices"],
                 default=argparse.SUPPRESS,
                 help=help_text,
                 metavar=None if f.metadata["choices"] else name.upper(),
+            )
+    for old, new in RENAMED.items():  # the old spelling still works, with a warning (compat.py)
+        if new not in exclude:
+            parser.add_argument(
+                "--" + old.replace("_", "-"),
+                choices=FIELDS[new].metadata["choices"],
+                default=argparse.SUPPRESS,
+                help=argparse.SUPPRESS,
             )
 
 
@@ -123,10 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _flags(args: argparse.Namespace, exclude: Collection[str] = frozenset()) -> dict[str, Any]:
     """The settings given as flags (repeated flags joined with commas)."""
+    from nosync.run.compat import RENAMED
     from nosync.run.config import FIELDS
 
     values = vars(args)
-    flags = {k: values[k] for k in FIELDS if k in values and k not in exclude}
+    names = [*FIELDS, *RENAMED]
+    flags = {k: values[k] for k in names if k in values and RENAMED.get(k, k) not in exclude}
     return {k: ",".join(v) if isinstance(v, list) else v for k, v in flags.items()}
 
 
@@ -180,7 +188,7 @@ def _train(args: argparse.Namespace) -> int:
         saved = Path(flags["resume"]) / "config.toml"
         if not saved.is_file():
             raise UserError(f"resume: {flags['resume']} holds no nosync run (no config.toml)")
-        file_values = read_toml(str(saved))
+        file_values = read_toml(str(saved), warn=False)  # nosync's own file, maybe an older one
         flags["out"] = flags["resume"]
     else:
         file_values = read_toml(args.config) if args.config else {}
@@ -208,10 +216,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from nosync.run.compat import upgrade
     from nosync.run.config import read_toml
     from nosync.tools.compare import parse_labels, parse_workers, run_compare
 
-    flags = _flags(args, PER_CELL)
+    flags = upgrade(_flags(args, PER_CELL))  # (today's spelling, as compare.json records it)
     shared = read_toml(args.config) if args.config else {}
     unknown = PER_CELL & shared.keys()
     if unknown:
@@ -247,7 +256,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from nosync.run.config import drop_unused, read_toml, resolve
     from nosync.tools.simulate import simulate
 
-    interrupts.resume()
+    interrupts.stop_deferring()
     if args.particles < 1:
         raise UserError(f"particles: must be at least 1, got {args.particles}")
     flags = _flags(args)
@@ -272,7 +281,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from nosync.tools.report import write_report
 
-    interrupts.resume()
+    interrupts.stop_deferring()
     folder = Path(args.dir)
     if not folder.is_dir():
         raise UserError(f"report: no such folder {folder}")
@@ -293,9 +302,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = words[0] if words else None  # known before parsing, which imports the library
     interrupts.defer()  # until the command's own work begins (see interrupts.py)
     try:
-        args = build_parser().parse_args(words)
-        commands = {"train": _train, "compare": _compare, "simulate": _simulate, "report": _report}
-        return commands[args.command](args)
+        with warnings.catch_warnings():
+            _show_deprecated_settings()
+            args = build_parser().parse_args(words)
+            commands = {
+                "train": _train,
+                "compare": _compare,
+                "simulate": _simulate,
+                "report": _report,
+            }
+            return commands[args.command](args)
     except UserError as err:
         print(f"nosync: error: {err}", file=sys.stderr)
         return 2
@@ -304,6 +320,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         interrupts.restore()
+
+
+def _show_deprecated_settings() -> None:
+    """An old spelling of a flag or key (:class:`DeprecatedSetting`): one line on stderr, once
+    per message; any other warning is shown as Python would (inside ``catch_warnings``)."""
+    python_way = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, DeprecatedSetting):
+            print(f"nosync: warning: {message}", file=sys.stderr)
+        else:
+            python_way(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    warnings.filterwarnings("default", category=DeprecatedSetting)
 
 
 if __name__ == "__main__":

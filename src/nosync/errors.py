@@ -2,7 +2,8 @@
 
 :class:`UserError` means "the user asked for something we cannot do" (exit status 2);
 :class:`Diverged` means the training itself blew up (see ``cli.DIVERGED``).  Everything else is
-a bug and keeps its traceback.
+a bug and keeps its traceback.  :class:`DeprecatedSetting` (a warning, not an error) is one line
+too.
 """
 
 from __future__ import annotations
@@ -19,3 +20,8 @@ class Diverged(RuntimeError):
     def __init__(self, message: str, step: int | None = None) -> None:
         super().__init__(message)
         self.step = step
+
+
+class DeprecatedSetting(DeprecationWarning):
+    """An old spelling of a flag or a TOML key, which still works: the command line prints it as
+    one ``nosync: warning:`` line."""

@@ -298,7 +298,7 @@ def test_half_precision_exchanges_send_two_bytes_a_weight_and_still_train(tmp_pa
     for dtype in ("float32", "float16", "bfloat16"):
         out = tmp_path / dtype
         flags = ["--workers", "2", "--steps", "100", "--period", "10", "--quiet"]
-        result = nosync("train", *flags, "--exchange", dtype, "--out", str(out))
+        result = nosync("train", *flags, "--wire-dtype", dtype, "--out", str(out))
         assert result.returncode == 0, result.stderr
         assert summary(out)["test_accuracy"] > 0.9
         rounds[dtype] = [

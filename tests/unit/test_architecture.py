@@ -1,10 +1,10 @@
 """The folders are the plan: the import direction between nosync's subpackages, read from the
 code (every ``import`` and ``from ... import``, at module level or inside functions).
 
-Layers, lowest first: ``errors``/``user`` < ``core`` < ``data`` < ``run`` < ``launch`` <
-``tools`` < ``integrations`` < ``cli``.  A module imports only its own layer and those below;
-``core`` never sees a run, its configuration, the launcher or the tools; nothing imports the
-command line; no two modules import each other, directly or round a longer cycle.
+Layers, lowest first: ``errors`` < ``files`` < ``user`` < ``core`` < ``data`` < ``run`` <
+``launch`` < ``tools`` < ``integrations`` < ``cli``.  A module imports only its own layer and
+those below; ``core`` never sees a run, its configuration, the launcher or the tools; nothing
+imports the command line; no two modules import each other, directly or round a longer cycle.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-LAYERS = ["errors", "user", "core", "data", "run", "launch", "tools", "integrations", "cli"]
+LAYERS = ["errors", "files", "user", "core", "data", "run", "launch", "tools", "integrations"]
+LAYERS += ["cli"]
 # modules of the package root that are not layers of their own
 ROOT_MODULES = {"nosync", "nosync.__main__", "nosync._moved"}
 

@@ -69,6 +69,8 @@ CASES = [
     (["--outer-momentum", "1"], "outer_momentum: must be in [0, 1), got 1.0"),
     (["--strategy", "diloco", "--outer-momentum", "-0.5"], "outer_momentum: must be in [0, 1)"),
     (["--outer-lr", "-0.5"], "outer_lr: must be > 0, got -0.5"),
+    (["--delay", "soon"], "argument --delay: invalid int (or auto) value: 'soon'"),
+    (["--wire-dtype", "float64"], "argument --wire-dtype: invalid choice: 'float64'"),
     (["--rule", "pso", "--outer-momentum", "0.9"], "outer step works with the rules leader"),
     (["--select", "median"], "argument --select: invalid choice: 'median'"),
     (["--strategy", "localsgd", "--select", "soup"], "select: soup is for --strategy nosync"),
@@ -156,11 +158,12 @@ def test_bad_input_table(flags, message, files, capsys, monkeypatch) -> None:
 
 # ---- issue 17 item 5: what a flag does depends on the mode ---------------------------------------
 def test_a_default_given_as_a_flag_is_not_refused(tmp_path, capsys) -> None:
-    """Only a value other than the default can be a mistake: ``--delay -1`` with blocking rounds
-    is the automatic delay, which blocking rounds simply have no use for."""
-    flags = ["--round", "blocking", "--delay", "-1", "--strategy", "nosync", "--betas", "0.9,0.999"]
+    """Only a value other than the default can be a mistake: ``--delay auto`` with blocking
+    rounds is the automatic delay, which blocking rounds simply have no use for."""
+    flags = ["--round", "blocking", "--delay", "auto", "--strategy", "nosync"]
+    flags += ["--betas", "0.9,0.999"]
     assert main(["train", *flags, "--out", str(tmp_path / "run"), "--print-config"]) == 0
-    assert "delay = -1" in capsys.readouterr().out
+    assert 'delay = "auto"' in capsys.readouterr().out
 
 
 def test_a_config_file_of_another_mode_is_used_where_it_applies(tmp_path, capsys) -> None:
@@ -180,4 +183,4 @@ def test_a_config_file_of_another_mode_is_used_where_it_applies(tmp_path, capsys
         "nosync: warning: config: delay = 4 does nothing with --round blocking (it is for "
         "--round async); not used"
     ]
-    assert "delay = -1" in captured.out and 'round = "blocking"' in captured.out
+    assert 'delay = "auto"' in captured.out and 'round = "blocking"' in captured.out

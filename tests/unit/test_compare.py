@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nosync.errors import UserError
+from nosync.errors import DeprecatedSetting, UserError
 from nosync.tools.compare import Cell, cell_config, parse_labels, plan
 from nosync.tools.report import compare_table, speedups
 
@@ -27,6 +27,18 @@ def test_plan_runs_single_once_per_seed_and_others_per_count() -> None:
         parse_labels("single,nosync-best")
     with pytest.raises(UserError, match="unknown 'ddp-pso'"):
         parse_labels("ddp-pso")
+
+
+def test_label_settings_take_auto_and_the_old_spellings(tmp_path) -> None:
+    labels = parse_labels("diloco:outer_lr=auto,outer_momentum=0.5,nosync:exchange=bfloat16")
+    assert labels == ["diloco:outer_lr=auto,outer_momentum=0.5", "nosync:exchange=bfloat16"]
+    diloco, swarm = plan(labels, [2], 1)
+    assert cell_config({}, diloco, 40, 10, tmp_path / "a")["outer_lr"] == 0.7  # automatic
+    with pytest.warns(DeprecatedSetting, match="--exchange is deprecated; use --wire-dtype"):
+        config = cell_config({}, swarm, 40, 10, tmp_path / "b")
+    assert config["wire_dtype"] == config["exchange"] == "bfloat16"
+    with pytest.raises(UserError, match=r"delay must be int \(or auto\), got 'soon'"):
+        parse_labels("nosync:delay=soon")
 
 
 def test_labels_take_settings_of_their_own() -> None:
@@ -174,7 +186,7 @@ def test_a_shared_flag_is_used_by_the_cells_it_applies_to(tmp_path: Path) -> Non
     swarm = cell_config(shared, cells[0], 40, 10, tmp_path / "a")
     local = cell_config(shared, cells[1], 40, 10, tmp_path / "b")
     assert (swarm["delay"], swarm["fitness"]) == (5, "held-out")
-    assert (local["delay"], local["fitness"]) == (-1, "train-loss")
+    assert (local["delay"], local["fitness"]) == (None, "train-loss")
     with pytest.raises(UserError, match="delay: does nothing with --strategy localsgd"):
         cell_config({}, Cell("localsgd:delay=5", 2, 0), 40, 10, tmp_path / "c")
 

@@ -24,6 +24,7 @@ from torch.utils.data import Sampler, Subset, TensorDataset
 from nosync import user
 from nosync.core import seeds
 from nosync.errors import UserError
+from nosync.files import WriteFailed, atomic_write
 
 DATASETS = ("digits", "fashion-mnist", "mnist")
 IDX_FILES = {
@@ -114,13 +115,10 @@ def _digits() -> dict[str, np.ndarray]:
     )
     arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     try:  # written whole, then renamed: a concurrent reader sees all of it or nothing
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        part = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        with open(part, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(part, cache)
-    except OSError:
-        pass
+        with atomic_write(cache) as handle:
+            np.savez(handle, **arrays)
+    except WriteFailed:
+        pass  # a cache that cannot be written is only slower next time
     return arrays
 
 

@@ -4,7 +4,7 @@ launcher's Ctrl+C while its ranks run (:class:`LauncherStop`).
 Starting means importing torch, numpy and scikit-learn and checking the input.  A
 KeyboardInterrupt raised inside an import leaves that module half-initialised (seen here: numpy
 then recursed until RecursionError, a 900-line traceback), so until the command's own work
-begins a Ctrl+C only sets a flag; :func:`resume` restores Python's handler and raises the
+begins a Ctrl+C only sets a flag; :func:`stop_deferring` restores Python's handler and raises the
 KeyboardInterrupt there, where the command line turns it into one line and exit status 130.
 """
 
@@ -26,7 +26,7 @@ def _remember(*_: object) -> None:
 
 
 def defer() -> None:
-    """From now until :func:`resume` (or :func:`restore`), Ctrl+C only sets a flag."""
+    """From now until :func:`stop_deferring` (or :func:`restore`), Ctrl+C only sets a flag."""
     global _pressed, _previous
     _pressed = False
     try:
@@ -35,7 +35,7 @@ def defer() -> None:
         _previous = None
 
 
-def resume() -> None:
+def stop_deferring() -> None:
     """The command's own work begins: Ctrl+C raises again; a remembered one is raised now."""
     restore()
     if _pressed:

@@ -117,22 +117,10 @@ def worker(cfg_dict: dict[str, Any], external: bool = False) -> dict[str, Any] |
 
     install_sigint_handler()  # from the start: a Ctrl+C during set-up stops at the first vote
     lifeline.protect_rank()  # no rank outlives the launcher, even after its kill -9
-    cfg = TrainConfig(**cfg_dict)
-    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    torch.set_num_threads(thread_budget(cfg.threads, local_ranks))
+    cfg = TrainConfig.from_dict(cfg_dict)
     timeout = timedelta(seconds=cfg.timeout)
-    where = devices.pick(cfg.device, int(os.environ.get("LOCAL_RANK", 0)), local_ranks)
-    if where.device.type == "cuda":
-        torch.cuda.set_device(where.device)
-    _init_process_group(where.backend, timeout)
+    device = _join(cfg, timeout)
     rank = dist.get_rank()
-    if where.shared and rank == 0:
-        print(
-            f"nosync: {local_ranks} ranks share {torch.cuda.device_count()} GPU(s) on this "
-            "machine; NCCL cannot put two ranks on one GPU, so their tensors travel over gloo",
-            file=sys.stderr,
-            flush=True,
-        )
     lock = None
     try:
         if external:
@@ -142,7 +130,7 @@ def worker(cfg_dict: dict[str, Any], external: bool = False) -> dict[str, Any] |
                 f"workers: the launcher started {dist.get_world_size()} ranks but the "
                 f"configuration asks for {cfg.workers}"
             )
-        return train(cfg, place(cfg.ranks_per_particle, timeout, where.device))
+        return train(cfg, place(cfg.ranks_per_particle, timeout, device))
     except Interrupted as stop:
         if rank == 0:
             print(
@@ -166,6 +154,24 @@ def worker(cfg_dict: dict[str, Any], external: bool = False) -> dict[str, Any] |
             dist.destroy_process_group()
         if lock:
             lock.release()
+
+
+def _join(cfg: TrainConfig, timeout: timedelta) -> torch.device:
+    """This rank's threads and device, then the process group; returns the device."""
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    torch.set_num_threads(thread_budget(cfg.threads, local_ranks))
+    where = devices.pick(cfg.device, int(os.environ.get("LOCAL_RANK", 0)), local_ranks)
+    if where.device.type == "cuda":
+        torch.cuda.set_device(where.device)
+    _init_process_group(where.backend, timeout)
+    if where.shared and dist.get_rank() == 0:
+        print(
+            f"nosync: {local_ranks} ranks share {torch.cuda.device_count()} GPU(s) on this "
+            "machine; NCCL cannot put two ranks on one GPU, so their tensors travel over gloo",
+            file=sys.stderr,
+            flush=True,
+        )
+    return where.device
 
 
 def _shared_preflight(cfg: TrainConfig, rank: int) -> runlock.RunLock | None:
@@ -267,11 +273,11 @@ def _quiet_agent_logs() -> None:
 def launch(cfg: TrainConfig) -> dict[str, Any] | None:
     """Run ``cfg`` on ``cfg.workers`` local ranks; returns rank 0's summary."""
     if under_launcher():
-        interrupts.resume()
+        interrupts.stop_deferring()
         return worker(cfg.to_dict(), external=True)
     runlock.check_free(cfg.out)
     preflight(cfg)
-    interrupts.resume()  # a Ctrl+C during the checks stops here, before anything is written
+    interrupts.stop_deferring()  # a Ctrl+C during the checks stops here, before anything is written
     lock = runlock.acquire(cfg.out)
     try:
         if not cfg.resume:

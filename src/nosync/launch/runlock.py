@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from nosync.errors import UserError
-from nosync.run.checkpoint import checkpoint_root, write_failed
+from nosync.files import write_failed
+from nosync.run.checkpoint import checkpoint_root
 
 LOCK_NAME = ".lock"
 

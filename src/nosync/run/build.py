@@ -109,7 +109,7 @@ def float64_if_asked(data: Dataset) -> Dataset:
     """Test-only: with ``NOSYNC_FLOAT64=1`` this process builds its models in float64 (the
     default dtype) and the in-memory images follow, so that a run's weights hardly depend on the
     CPU's kernels (tests/e2e/test_golden.py compares such runs with stored weights on any machine).
-    Rounds still send ``--exchange`` (float32 at most)."""
+    Rounds still send ``--wire-dtype`` (float32 at most)."""
     if os.environ.get(FLOAT64_ENV) != "1":
         return data
     torch.set_default_dtype(torch.float64)

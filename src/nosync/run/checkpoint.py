@@ -1,79 +1,30 @@
-"""Checkpoints of the whole swarm, and the atomic writes everything on disk goes through.
-
-Atomic: a temporary file in the same folder, fsync, then rename; a kill at any moment leaves
-either the old file or the new one, never half of one.  A failed write (a full disk) removes the
-temporary file and raises :class:`WriteFailed` naming the file, so the previous one stays usable.
+"""Checkpoints of the whole swarm: each rank's file, its digest, and ``latest.json`` naming the
+newest complete set; all written atomically (:mod:`nosync.files`).
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from nosync.errors import UserError
-
-
-class WriteFailed(UserError):
-    """An output could not be written (a full disk, a read-only folder): the message names the
-    file; what was on disk before stays as it was."""
-
-
-def write_failed(path: str | os.PathLike[str], err: OSError) -> WriteFailed:
-    why = err.strerror or errno.errorcode.get(err.errno or 0, str(err))
-    return WriteFailed(f"cannot write {path}: {why}")
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        raise write_failed(path, err) from None
-    except BaseException:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+from nosync.files import WriteFailed as WriteFailed  # (their old home: the names still import)
+from nosync.files import atomic_write_bytes, atomic_write_text
+from nosync.files import write_failed as write_failed
+from nosync.run.compat import upgrade
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
-
-
-def _umask() -> int:
-    """The process umask (mkstemp creates files 0600; outputs should be as readable as any)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # ---- checkpoints of the whole swarm ------------------------------------------------------------
@@ -224,21 +175,25 @@ def load_rank(out: str | os.PathLike[str], record: dict[str, Any], rank: int) ->
 
 
 def check_resumable(out: str | os.PathLike[str], config: dict[str, Any]) -> dict[str, Any]:
-    """Before launching ``--resume``: the set exists, every file loads, the run is the same."""
+    """Before launching ``--resume``: the set exists, every file loads, the run is the same.
+
+    Both configurations are compared in today's spelling (an older nosync wrote ``delay = -1``
+    for automatic and ``exchange`` for ``wire_dtype``).
+    """
     record = latest(out)
     if record is None:
         raise UserError(
             f"resume: no checkpoint in {checkpoint_root(out)} (the run stopped before its first "
             "one); start it afresh without --resume"
         )
+    saved, config = upgrade(record["config"], warn=False), upgrade(config, warn=False)
     changed = [
-        f"{key}={record['config'].get(key)!r} (now {config[key]!r})"
+        f"{key}={saved.get(key)!r} (now {config[key]!r})"
         for key in FIXED_ON_RESUME
-        if record["config"].get(key) != config[key]
+        if saved.get(key) != config[key]
     ]
     if changed:
         raise UserError(f"resume: the checkpoint is of a different run: {', '.join(changed)}")
-    saved = record["config"]
     frozen = [
         f"{key}={saved[key]!r} (now {config[key]!r})"
         for key in config

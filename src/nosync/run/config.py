@@ -2,6 +2,9 @@
 
 Every field is a ``nosync train`` flag (``batch_size`` is ``--batch-size``) and a key of the TOML
 file; the help text lives next to the field so that flags, files and docs cannot drift apart.
+"Automatic" is ``None``, as in the API (``Swarm(outer_lr=None, delay=None)``): TOML has no null,
+so there it is an absent key or ``"auto"``, as on the command line (``--delay auto``).  Old
+spellings (``compat.py``: a renamed key, ``delay = -1``) still work, with one warning each.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import math
 import os
 import time
 import tomllib
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +26,11 @@ from nosync.core import rules, selection
 from nosync.core.topology import TOPOLOGIES
 from nosync.data.datasets import check_dataset_name
 from nosync.errors import UserError
+from nosync.run.compat import AUTO, RENAMED, upgrade
 from nosync.run.devices import DEVICES, PRECISIONS
+from nosync.run.faults import Fault as Fault  # (its old home: the names still import from here)
+from nosync.run.faults import check_ranks
+from nosync.run.faults import parse_inject as parse_inject
 from nosync.run.models import MODELS
 from nosync.run.strategies.names import STRATEGIES, SWARMS
 from nosync.user import is_spec
@@ -56,15 +65,15 @@ class TrainConfig:
     c2: float = _f(2.0, "pso: pull toward the leader (scaled by the pressure)")
     easgd_beta: float = _f(0.9, "easgd: moving rate beta; each round alpha = beta / particles")
     temperature: float = _f(1.0, "weighted: T of the weights softmax(-fitness / T)")
-    outer_lr: float = _f(
-        0.0,
-        "outer (Nesterov) step size, SlowMo's alpha: diloco (0: 0.7), or for the leader, "
-        "elastic and weighted rules instead of the pressure (0: the pressure)",
+    outer_lr: float | None = _f(
+        None,
+        "outer (Nesterov) step size, SlowMo's alpha: diloco (auto: 0.7), or for the leader, "
+        "elastic and weighted rules instead of the pressure (auto: the pressure)",
     )
-    outer_momentum: float = _f(
-        -1.0,
-        "outer momentum in [0, 1), SlowMo's beta: diloco (-1: 0.9), or the leader, elastic and "
-        "weighted rules' pull as a Nesterov step (-1: 0, a plain pull)",
+    outer_momentum: float | None = _f(
+        None,
+        "outer momentum in [0, 1), SlowMo's beta: diloco (auto: 0.9), or the leader, elastic and "
+        "weighted rules' pull as a Nesterov step (auto: 0, a plain pull)",
     )
     diversity: bool = _f(
         False, "each particle trains with its own label smoothing in [0, 0.1] (seeded)"
@@ -78,9 +87,9 @@ class TrainConfig:
         "all", "whom a particle compares with: everyone, a ring, k random others", TOPOLOGIES
     )
     neighbors: int = _f(2, "random-k: the k in-neighbours drawn each round")
-    exchange: str = _f(
+    wire_dtype: str = _f(
         "float32",
-        "dtype of weights sent in sync rounds (bfloat16 halves bytes)",
+        "dtype of weights sent in sync rounds (bfloat16 halves bytes; was --exchange)",
         ("float32", "bfloat16", "float16"),
     )
     round: str = _f(
@@ -89,7 +98,9 @@ class TrainConfig:
         "--delay steps later as a correction)",
         ("blocking", "async"),
     )
-    delay: int = _f(-1, "async rounds: steps from a round's start to its pull (-1: period / 5)")
+    delay: int | None = _f(
+        None, "async rounds: steps from a round's start to its pull (auto: period / 5)"
+    )
     fitness: str = _f(
         "train-loss",
         "a particle's fitness: loss on the held-out fitness set, or its mean training loss "
@@ -163,18 +174,63 @@ class TrainConfig:
     def particles(self) -> int:
         return self.workers // self.ranks_per_particle
 
+    @property
+    def exchange(self) -> str:
+        """Deprecated name of :attr:`wire_dtype`."""
+        warnings.warn(
+            "TrainConfig.exchange is deprecated; use wire_dtype", DeprecationWarning, stacklevel=2
+        )
+        return self.wire_dtype
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field, and each renamed one under its old name too (what outputs record: a
+        checkpoint's, a model's and ``config.toml``'s readers may look for either)."""
+        new_to_old = {new: old for old, new in RENAMED.items()}
+        values: dict[str, Any] = {}
+        for name, value in dataclasses.asdict(self).items():
+            values[name] = value
+            if name in new_to_old:
+                values[new_to_old[name]] = value
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """The configuration :meth:`to_dict` wrote (no warnings: the old names are its own)."""
+        return cls(**upgrade(values, warn=False))
 
     def to_toml(self) -> str:
-        return tomli_w.dumps(self.to_dict())
+        """TOML has no null: an automatic setting is written ``"auto"``."""
+        return tomli_w.dumps({k: AUTO if v is None else v for k, v in self.to_dict().items()})
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
-def read_toml(path: str) -> dict[str, Any]:
-    """Read a config file; unknown keys and wrong types are errors, not silently ignored."""
+def kind(name: str) -> tuple[str, bool]:
+    """A field's type as text (postponed annotations) and whether it may be automatic (None)."""
+    text = str(FIELDS[name].type)
+    return text.removesuffix(" | None"), text.endswith(" | None")
+
+
+def parser_of(name: str) -> Callable[[str], Any]:
+    """Text (a flag's value, a compare label's setting) -> the field's value; ``auto`` is None
+    where the field may be automatic.  Raises ValueError; named for argparse's message."""
+    base, optional = kind(name)
+    convert = {"int": int, "float": float, "str": str}[base]
+
+    def parse(text: str) -> Any:
+        return None if optional and text == AUTO else convert(text)
+
+    parse.__name__ = f"{base} (or {AUTO})" if optional else base
+    return parse
+
+
+def read_toml(path: str, warn: bool = True) -> dict[str, Any]:
+    """Read a config file; unknown keys and wrong types are errors, not silently ignored.
+
+    Old spellings are upgraded (:func:`upgrade`); ``warn=False`` for a run's own
+    ``config.toml``, which an older nosync wrote, not the user.
+    """
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
@@ -189,23 +245,26 @@ def read_toml(path: str) -> dict[str, Any]:
     except OSError as err:
         raise UserError(f"config: cannot read {path}: {err.strerror}") from None
     for key, value in data.items():
-        if key not in FIELDS:
+        if RENAMED.get(key, key) not in FIELDS:
             raise UserError(f"config: unknown key {key!r} in {path}")
-        data[key] = _coerce(key, value, f"config: {path}: {key}")
-    return data
+        data[key] = _coerce(RENAMED.get(key, key), value, f"config: {path}: {key}")
+    return upgrade(data, path, warn)
 
 
 def _coerce(key: str, value: Any, where: str) -> Any:
-    kind = str(FIELDS[key].type)  # the annotation as text (postponed annotations)
+    base, optional = kind(key)
+    if optional and value == AUTO:
+        return None
     ok = {
         "bool": isinstance(value, bool),
         "int": isinstance(value, int) and not isinstance(value, bool),
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
         "str": isinstance(value, str),
-    }[kind]
+    }[base]
     if not ok:
-        raise UserError(f"{where} must be {kind}, got {value!r}")
-    return float(value) if kind == "float" else value
+        expected = f'{base} or "{AUTO}"' if optional else base
+        raise UserError(f"{where} must be {expected}, got {value!r}")
+    return float(value) if base == "float" else value
 
 
 def resolve(
@@ -218,7 +277,8 @@ def resolve(
     :func:`drop_unused`.  Under an external launcher the automatic worker count is the
     launcher's world size.
     """
-    given = {**file_values, **flag_values}
+    flag_values = upgrade(flag_values)
+    given = {**upgrade(file_values, "TOML values"), **flag_values}
     if given.get("workers", 1) < 1:
         raise UserError(f"workers: must be at least 1, got {given['workers']}")
     cfg = TrainConfig(**given)
@@ -230,9 +290,9 @@ def resolve(
     if cfg.strategy == "ddp" and cfg.ranks_per_particle == 1:
         cfg.ranks_per_particle = cfg.workers
     diloco = cfg.strategy == "diloco"  # automatic outer settings: DiLoCo's, or no outer step
-    if cfg.outer_lr == 0 and diloco:
+    if cfg.outer_lr is None and diloco:
         cfg.outer_lr = 0.7
-    if cfg.outer_momentum == -1:
+    if cfg.outer_momentum is None:
         cfg.outer_momentum = 0.9 if diloco else 0.0
     if not cfg.out:
         cfg.out = str(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.strategy}")
@@ -306,17 +366,32 @@ def drop_unused(cfg: TrainConfig) -> list[str]:
 
 
 def validate(cfg: TrainConfig) -> None:
-    """One clear ``UserError`` per mistake, named after the flag."""
-    for name, f in FIELDS.items():
-        if f.type == "float" and not math.isfinite(getattr(cfg, name)):
-            raise UserError(f"{name}: must be a finite number, got {getattr(cfg, name)}")
+    """One clear ``UserError`` per mistake, named after the flag; one check per concern."""
+    _check_values(cfg)
+    check_dataset_name(cfg.dataset)
+    _check_world(cfg)
+    _check_swarm_options(cfg)
+    _check_numbers(cfg)
+    check_ranks(cfg.inject, cfg.workers)
+    _check_your_own(cfg)
+
+
+def _check_values(cfg: TrainConfig) -> None:
+    """Every number is finite and every named choice is one of the field's."""
+    for name in FIELDS:
+        value = getattr(cfg, name)
+        if kind(name)[0] == "float" and value is not None and not math.isfinite(value):
+            raise UserError(f"{name}: must be a finite number, got {value}")
     for name, f in FIELDS.items():
         choices = f.metadata["choices"]
         if choices and getattr(cfg, name) not in choices:
             raise UserError(
                 f"{name}: unknown {name} {getattr(cfg, name)!r} (choose from {', '.join(choices)})"
             )
-    check_dataset_name(cfg.dataset)
+
+
+def _check_world(cfg: TrainConfig) -> None:
+    """Ranks, particles, and what the strategy allows of them."""
     if cfg.workers < 1:
         raise UserError(f"workers: must be at least 1, got {cfg.workers}")
     if cfg.ranks_per_particle < 1 or cfg.workers % cfg.ranks_per_particle:
@@ -332,9 +407,15 @@ def validate(cfg: TrainConfig) -> None:
         raise UserError(
             f"topology: {cfg.topology} needs --strategy nosync with the leader, pso or none rule"
         )
-    if not 0.0 <= cfg.pressure <= 1.0:
-        raise UserError(f"pressure: must be in [0, 1], got {cfg.pressure}")
-    _check_swarm_options(cfg)
+    if cfg.stragglers == "skip" and (cfg.strategy != "nosync" or cfg.ranks_per_particle > 1):
+        raise UserError(
+            "stragglers: skip needs --strategy nosync with one rank per particle (ddp, localsgd "
+            "and a particle's own DDP group are synchronous by design)"
+        )
+
+
+def _check_numbers(cfg: TrainConfig) -> None:
+    """Counts, sizes and rates in their ranges."""
     checks = {
         "period": cfg.period >= 1,
         "batch_size": cfg.batch_size >= 1,
@@ -350,7 +431,7 @@ def validate(cfg: TrainConfig) -> None:
         "timeout": cfg.timeout > 0,
         "easgd_beta": 0 < cfg.easgd_beta <= 1,
         "neighbors": cfg.neighbors >= 1,
-        "delay": cfg.delay >= -1,
+        "delay": cfg.delay is None or cfg.delay >= 0,
         "checkpoint_every": cfg.checkpoint_every >= 0,
         "max_restarts": cfg.max_restarts >= 0,
         "port": 0 <= cfg.port < 65536,
@@ -358,19 +439,12 @@ def validate(cfg: TrainConfig) -> None:
     for name, ok in checks.items():
         if not ok:
             raise UserError(f"{name}: invalid value {getattr(cfg, name)!r}")
-    if cfg.stragglers == "skip" and (cfg.strategy != "nosync" or cfg.ranks_per_particle > 1):
-        raise UserError(
-            "stragglers: skip needs --strategy nosync with one rank per particle (ddp, localsgd "
-            "and a particle's own DDP group are synchronous by design)"
-        )
-    if cfg.delay > cfg.period:
+    if cfg.delay is not None and cfg.delay > cfg.period:
         raise UserError(f"delay: {cfg.delay} is more than the period ({cfg.period})")
-    for fault in parse_inject(cfg.inject):
-        if fault.rank >= cfg.workers:
-            raise UserError(
-                f"inject: rank {fault.rank} does not exist (ranks are 0..{cfg.workers - 1})"
-            )
-    # ---- bring your own ----
+
+
+def _check_your_own(cfg: TrainConfig) -> None:
+    """Bring your own: the loss, the optimizer's settings, data loading."""
     if cfg.loss != "cross_entropy" and not is_spec(cfg.loss):
         raise UserError(f"loss: {cfg.loss!r} is neither cross_entropy nor MODULE:CALLABLE")
     if not cfg.eps > 0 or cfg.loader_workers < 0:
@@ -386,14 +460,16 @@ def validate(cfg: TrainConfig) -> None:
 
 
 def _check_swarm_options(cfg: TrainConfig) -> None:
-    """The new rules', outer step's, diversity's and selection's settings."""
+    """The pull's, the new rules', outer step's, diversity's and selection's settings."""
+    if not 0.0 <= cfg.pressure <= 1.0:
+        raise UserError(f"pressure: must be in [0, 1], got {cfg.pressure}")
     if not cfg.temperature > 0:
         raise UserError(f"temperature: must be > 0, got {cfg.temperature}")
-    if cfg.outer_lr < 0 or (cfg.outer_lr == 0 and cfg.strategy == "diloco"):
+    if cfg.outer_lr is not None and not cfg.outer_lr > 0:
         raise UserError(f"outer_lr: must be > 0, got {cfg.outer_lr}")
-    if not (0 <= cfg.outer_momentum < 1 or cfg.outer_momentum == -1):
+    if cfg.outer_momentum is not None and not 0 <= cfg.outer_momentum < 1:
         raise UserError(f"outer_momentum: must be in [0, 1), got {cfg.outer_momentum}")
-    outer = cfg.outer_lr > 0 or cfg.outer_momentum > 0
+    outer = (cfg.outer_lr or 0) > 0 or (cfg.outer_momentum or 0) > 0
     if outer and cfg.strategy == "nosync" and cfg.rule not in rules.PULL_RULES:
         raise UserError(
             f"outer_momentum: the outer step works with the rules "
@@ -405,44 +481,3 @@ def _check_swarm_options(cfg: TrainConfig) -> None:
         raise UserError("select: soup needs --fitness held-out (it scores averaged models)")
     if cfg.diversity and cfg.loss != "cross_entropy":
         raise UserError("diversity: label smoothing needs --loss cross_entropy")
-
-
-@dataclass(frozen=True)
-class Fault:
-    """``nan@STEP:RANK``: that rank's weights become NaN after STEP.  ``slow@RANK:FACTOR``: that
-    rank sleeps after each step for FACTOR - 1 times the step's own time."""
-
-    kind: str
-    rank: int
-    step: int = 0
-    factor: float = 1.0
-
-
-def parse_inject(spec: str) -> list[Fault]:
-    """``nan@STEP:RANK,slow@RANK:FACTOR,...``: several faults are fine, the same one twice is a
-    mistake."""
-    faults: list[Fault] = []
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        kind, _, where = item.partition("@")
-        left, _, right = where.partition(":")
-        if kind == "nan" and left.isdigit() and right.isdigit() and int(left) >= 1:
-            fault = Fault("nan", int(right), step=int(left))
-        elif kind == "slow" and left.isdigit() and _number(right) > 1:
-            fault = Fault("slow", int(left), factor=_number(right))
-        else:
-            raise UserError(
-                f"inject: {item!r} is not of the form nan@STEP:RANK (STEP >= 1) or "
-                "slow@RANK:FACTOR (FACTOR > 1)"
-            )
-        if any((f.kind, f.rank, f.step) == (fault.kind, fault.rank, fault.step) for f in faults):
-            raise UserError(f"inject: {item!r} is given twice")
-        faults.append(fault)
-    return faults
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        return math.nan
-    return value if math.isfinite(value) else math.nan

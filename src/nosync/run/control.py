@@ -37,7 +37,8 @@ from torch import nn
 from nosync.core.placement import Placement
 from nosync.errors import Diverged
 from nosync.run import attempt, checkpoint
-from nosync.run.config import TrainConfig, parse_inject
+from nosync.run.config import TrainConfig
+from nosync.run.faults import parse_inject
 from nosync.run.strategies import Strategy
 
 

@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save
 from torch import Tensor
 
-from nosync.run.checkpoint import atomic_write_bytes
+from nosync.files import atomic_write_bytes
 
 
 def save_safetensors(

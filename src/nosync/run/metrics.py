@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nosync.errors import UserError
-from nosync.run.checkpoint import atomic_write_text, write_failed
+from nosync.files import atomic_write_text, write_failed
 
 SUMMARY_KEYS = (
     "strategy",

@@ -15,8 +15,9 @@ from typing import Any
 
 from torch import nn
 
+from nosync.files import atomic_write_text
 from nosync.run import loggers
-from nosync.run.checkpoint import atomic_torch_save, atomic_write_text
+from nosync.run.checkpoint import atomic_torch_save
 from nosync.run.config import TrainConfig
 from nosync.run.export import save_safetensors
 from nosync.run.metrics import SUMMARY_KEYS, MetricsLog, truncate_metrics, write_summary

@@ -9,7 +9,13 @@ through ``launch.py`` (``nosync train``) or any torchrun-style launcher.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import LambdaLR
 
 from nosync.core.evaluate import TrainLoss
 from nosync.core.placement import Placement
@@ -21,8 +27,67 @@ from nosync.run.control import Control
 from nosync.run.monitor import Monitor
 
 
+@dataclass
+class Run:
+    """What one rank's loop works with, built by :func:`setup` in the order that keeps runs
+    reproducible (every random draw happens where it always did)."""
+
+    model: nn.Module
+    net: nn.Module  # the strategy's model, or its torch.compile'd form
+    optimizer: torch.optim.Optimizer
+    scheduler: LambdaLR | None  # None: a constant learning rate
+    strategy: strategies.Strategy
+    control: Control
+    monitor: Monitor
+    losses: TrainLoss
+    observe: bool  # losses.observe each step's loss
+    loss_fn: Callable[[Tensor, Tensor], Tensor]
+    feed: Iterator[tuple[Tensor, Tensor]]
+    total: int
+
+
 def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
     """Train this rank's share of the run; returns the summary on rank 0, None elsewhere."""
+    run = setup(cfg, place)
+    strategy, optimizer, monitor, control = run.strategy, run.optimizer, run.monitor, run.control
+    diverged = None
+    try:
+        with strategy:
+            while strategy.step < run.total:  # the strategy counts optimizer steps
+                inputs, targets = next(run.feed)
+                if control.should_skip():  # --stragglers skip: a slow rank keeps the pace
+                    strategy.skip()
+                else:
+                    with devices.autocast(place.device, cfg.precision):  # --precision bf16
+                        loss = run.loss_fn(run.net(inputs), targets)
+                    if run.observe:
+                        run.losses.observe(loss)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()  # the strategy's hook counts it, runs a round every period
+                if run.scheduler:
+                    run.scheduler.step()
+                monitor.after_step(strategy, run.model)
+                control.after_step(monitor.state_dict, monitor.eval_seconds)  # vote, checkpoint
+    except Diverged as err:  # on every rank at the same step (the vote, or the swarm's round)
+        diverged = err.step if err.step is not None else strategy.step
+    finally:
+        control.close()
+        monitor.close()
+    if diverged is not None:
+        return monitor.diverged(strategy, diverged)
+    try:
+        strategy.flush()  # an async round still in flight lands
+        before = monitor.evaluate_swarm(run.model)  # every particle, their ensemble, average
+        strategy.finalize()  # every rank now holds the selected model
+    except Diverged as err:  # no particle with a finite fitness at the end: nothing to select
+        return monitor.diverged(strategy, err.step if err.step is not None else strategy.step)
+    return monitor.finish(strategy, run.model, before)
+
+
+def setup(cfg: TrainConfig, place: Placement) -> Run:
+    """Data, model, optimizer, strategy, control and monitor; restored from the checkpoint when
+    there is one, and the outputs opened."""
     wall_start = time.perf_counter()
     task = build.task(cfg, place.device)  # data (on the device), fitness set held out, loss
     model = build.model(cfg, task, place.particle)
@@ -50,40 +115,17 @@ def train(cfg: TrainConfig, place: Placement) -> dict[str, Any] | None:
     resumed = control.restore()
     monitor = Monitor(cfg, place, task, total, batches.steps_per_epoch, wall_start, bn_data)
     monitor.begin(strategy, resumed)
-    net = build.compiled(cfg, strategy.net)  # --compile: torch.compile
-    loss_fn = build.train_loss(cfg, task, place.particle)  # --diversity: per-particle smoothing
-    feed = build.stream(cfg, task, batches, strategy.step, total)  # resumes mid-epoch
-    diverged = None
-    observe = strategy.reads(losses)  # kept only where a round logs it or it is the fitness
-    try:
-        with strategy:
-            while strategy.step < total:  # the strategy counts optimizer steps
-                inputs, targets = next(feed)
-                if control.should_skip():  # --stragglers skip: a slow rank keeps the pace
-                    strategy.skip()
-                else:
-                    with devices.autocast(place.device, cfg.precision):  # --precision bf16
-                        loss = loss_fn(net(inputs), targets)
-                    if observe:
-                        losses.observe(loss)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()  # the strategy's hook counts it, runs a round every period
-                if scheduler:
-                    scheduler.step()
-                monitor.after_step(strategy, model)
-                control.after_step(monitor.state_dict, monitor.eval_seconds)  # vote, checkpoint
-    except Diverged as err:  # on every rank at the same step (the vote, or the swarm's round)
-        diverged = err.step if err.step is not None else strategy.step
-    finally:
-        control.close()
-        monitor.close()
-    if diverged is not None:
-        return monitor.diverged(strategy, diverged)
-    try:
-        strategy.flush()  # an async round still in flight lands
-        before = monitor.evaluate_swarm(model)  # every particle, their ensemble, weight average
-        strategy.finalize()  # every rank now holds the selected model
-    except Diverged as err:  # no particle with a finite fitness at the end: nothing to select
-        return monitor.diverged(strategy, err.step if err.step is not None else strategy.step)
-    return monitor.finish(strategy, model, before)
+    return Run(  # (keyword order is call order: the original one)
+        net=build.compiled(cfg, strategy.net),  # --compile: torch.compile
+        loss_fn=build.train_loss(cfg, task, place.particle),  # --diversity: per-particle smoothing
+        feed=build.stream(cfg, task, batches, strategy.step, total),  # resumes mid-epoch
+        observe=strategy.reads(losses),  # kept only where a round logs it or it is the fitness
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        strategy=strategy,
+        control=control,
+        monitor=monitor,
+        losses=losses,
+        total=total,
+    )

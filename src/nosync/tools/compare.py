@@ -22,10 +22,19 @@ from tqdm import tqdm
 
 from nosync.core import rules
 from nosync.errors import UserError
+from nosync.files import atomic_write_text
 from nosync.launch import interrupts
 from nosync.run import build, loggers
-from nosync.run.checkpoint import atomic_write_text
-from nosync.run.config import FIELDS, STRATEGIES, TrainConfig, drop_unused, resolve, unused
+from nosync.run.compat import AUTO, RENAMED, upgrade
+from nosync.run.config import (
+    FIELDS,
+    STRATEGIES,
+    TrainConfig,
+    drop_unused,
+    parser_of,
+    resolve,
+    unused,
+)
 from nosync.run.metrics import read_metrics
 
 INTERRUPTED = 130
@@ -107,7 +116,7 @@ def parse_labels(text: str) -> list[str]:
                 f"or nosync-RULE with RULE one of {', '.join(rules.RULES)})"
             )
         values = settings_of(name, settings)
-        spelled = ",".join(f"{k}={v}" for k, v in values.items())
+        spelled = ",".join(f"{k}={AUTO if v is None else v}" for k, v in values.items())
         label = f"{name}:{spelled}" if spelled else name
         if (name, values) in seen:  # the same cells twice: one run, two rows of the table
             raise UserError(f"strategies: {label} is given twice")
@@ -117,26 +126,30 @@ def parse_labels(text: str) -> list[str]:
 
 
 def settings_of(name: str, items: list[str]) -> dict[str, Any]:
-    """A label's own settings, typed as the config's fields."""
+    """A label's own settings, typed as the config's fields (``auto``: automatic, None; an old
+    name or value is kept as spelled, and :func:`resolve` warns about it)."""
     values: dict[str, Any] = {}
     for item in items:
         key, eq, text = (part.strip() for part in item.partition("="))
         key = key.replace("-", "_")
-        if not eq or key not in FIELDS or key in CELL_KEYS:
+        field = RENAMED.get(key, key)
+        if not eq or field not in FIELDS or key in CELL_KEYS:
             raise UserError(
                 f"strategies: {name}: {item!r} is not key=value with a training setting "
                 f"(compare sets {', '.join(sorted(CELL_KEYS))} itself)"
             )
-        kind = str(FIELDS[key].type)  # the annotation as text (postponed annotations)
-        try:
-            value: Any = {"int": int, "float": float, "str": str}[kind](text)
-        except KeyError:  # bool
+        if FIELDS[field].type == "bool":
             if text.lower() not in ("true", "false"):
                 raise UserError(f"strategies: {name}: {key} must be true or false") from None
-            value = text.lower() == "true"
+            values[key] = text.lower() == "true"
+            continue
+        parse = parser_of(field)
+        try:
+            values[key] = parse(text)
         except ValueError:
-            raise UserError(f"strategies: {name}: {key} must be {kind}, got {text!r}") from None
-        values[key] = value
+            raise UserError(
+                f"strategies: {name}: {key} must be {parse.__name__}, got {text!r}"
+            ) from None
     return values
 
 
@@ -221,11 +234,33 @@ def run_compare(
     quiet: bool = False,
 ) -> int:
     """Run the grid; returns 0, 1 when a cell failed, or 130 when interrupted."""
-    from nosync.tools.report import read_object, write_compare_report
+    from nosync.tools.report import write_compare_report
 
     base = resolve(base_values, {"out": str(out / "cells" / "probe")})
+    _check_labels(base_values, labels, out)
+    loggers.check(base)
+    steps = budget(base)
+    settings = {
+        "strategies": labels,
+        "workers": workers,
+        "seeds": seeds,
+        "steps": steps,
+        "eval_every": max(1, steps // evals),
+        "target": target,
+        "train": base_values,
+    }
+    data = _open_index(out, settings)
+    status = _run_grid(settings, data, plan(labels, workers, seeds), out, quiet)
+    if status != INTERRUPTED:
+        write_compare_report(out)
+    return status
+
+
+def _check_labels(base_values: dict[str, Any], labels: list[str], out: Path) -> None:
+    """A label's own settings that do not fit fail now, not mid-grid; so does a shared setting
+    that no cell would use."""
     unused_by_all: dict[str, str] | None = None
-    for label in labels:  # a label's own settings that do not fit fail now, not mid-grid
+    for label in labels:
         strategy = label_values(label)["strategy"]
         probe = {"workers": 1 if strategy == "single" else 2, "out": str(out / "cells" / "probe")}
         if strategy == "ddp":
@@ -235,37 +270,40 @@ def run_compare(
             unused_by_all = unused_here
         unused_by_all = {k: v for k, v in unused_by_all.items() if k in unused_here}
     for name, why in (unused_by_all or {}).items():
-        if name in base_values:  # a shared setting that no cell would use is a mistake
+        if name in base_values:
             raise UserError(f"{name}: no strategy compared uses it ({labels[0]}: {why})")
-    loggers.check(base)
-    steps = budget(base)
-    eval_every = max(1, steps // evals)
-    settings = {
-        "strategies": labels,
-        "workers": workers,
-        "seeds": seeds,
-        "steps": steps,
-        "eval_every": eval_every,
-        "target": target,
-        "train": base_values,
-    }
+
+
+def _open_index(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """``compare.json``: the one an interrupted comparison of the same settings left, or a new
+    one, written before the first cell (so that an interrupted first cell can be resumed)."""
+    from nosync.tools.report import read_object
+
     index = out / "compare.json"
-    data: dict[str, Any] = {"settings": settings, "cells": {}}
     if index.exists():
         data = read_object(index, ("settings", "cells"), "compare")
-        if data["settings"] != settings:
+        saved = data["settings"]  # written by an older nosync, maybe: compared in today's spelling
+        if {**saved, "train": upgrade(saved.get("train", {}), warn=False)} != settings:
             raise UserError(
                 f"out: {out} holds a comparison with other settings; pick another --out"
             )
-    cells = plan(labels, workers, seeds)
+        return data
+    data = {"settings": settings, "cells": {}}
     out.mkdir(parents=True, exist_ok=True)
-    if not index.exists():  # before the first cell: an interrupted first cell can be resumed
-        atomic_write_text(index, json.dumps(data, indent=1) + "\n")
+    atomic_write_text(index, json.dumps(data, indent=1) + "\n")
+    return data
+
+
+def _run_grid(
+    settings: dict[str, Any], data: dict[str, Any], cells: list[Cell], out: Path, quiet: bool
+) -> int:
+    """The cells not finished yet, one after another; ``compare.json`` after each.  Returns 0,
+    1 when a cell failed, or 130 when interrupted."""
     status = 0
     bar = tqdm(
         cells, desc="compare", unit="run", disable=quiet, file=sys.stderr, dynamic_ncols=True
     )
-    interrupts.resume()  # from here on _CtrlC handles Ctrl+C (the setup above deferred it)
+    interrupts.stop_deferring()  # from here on _CtrlC handles Ctrl+C (the setup above deferred it)
     ctrl_c = _CtrlC()
     with ctrl_c:
         for cell in bar:
@@ -275,7 +313,8 @@ def run_compare(
                 continue  # finished in an earlier, interrupted comparison
             if ctrl_c.pressed:
                 break
-            config = cell_config(base_values, cell, steps, eval_every, folder)
+            steps, eval_every = settings["steps"], settings["eval_every"]
+            config = cell_config(settings["train"], cell, steps, eval_every, folder)
             code = _run_cell(config, folder, ctrl_c)
             if code == 0:
                 data["cells"][cell.name] = {"cell": cell.__dict__, **collect(folder)}
@@ -284,19 +323,16 @@ def run_compare(
             else:
                 status = 1
                 log = beside(folder, ".log")
-                failed = f"exit {code}, see {log}"
-                data["cells"][cell.name] = {"cell": cell.__dict__, "failed": failed}
+                data["cells"][cell.name] = {
+                    "cell": cell.__dict__,
+                    "failed": f"exit {code}, see {log}",
+                }
                 bar.write(
-                    f"nosync: compare: {cell.name} failed (exit {code}); see {log}",
-                    file=sys.stderr,
+                    f"nosync: compare: {cell.name} failed (exit {code}); see {log}", file=sys.stderr
                 )
-            atomic_write_text(index, json.dumps(data, indent=1) + "\n")
-    if ctrl_c.pressed:
-        status = INTERRUPTED
+            atomic_write_text(out / "compare.json", json.dumps(data, indent=1) + "\n")
     bar.close()
-    if status != INTERRUPTED:
-        write_compare_report(out)
-    return status
+    return INTERRUPTED if ctrl_c.pressed else status
 
 
 class _CtrlC:
@@ -338,7 +374,7 @@ def _run_cell(config: dict[str, Any], folder: Path, ctrl_c: _CtrlC) -> int:
         if folder.exists():  # started but never checkpointed: start again
             shutil.rmtree(folder)
         toml = beside(folder, ".toml")
-        atomic_write_text(toml, TrainConfig(**config).to_toml())
+        atomic_write_text(toml, TrainConfig.from_dict(config).to_toml())
         cmd = ["train", "--config", str(toml)]
     with open(beside(folder, ".log"), "a", encoding="utf-8") as log:
         ctrl_c.child = subprocess.Popen(

@@ -16,8 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from nosync.errors import UserError
-from nosync.run.checkpoint import atomic_write_text
+from nosync.files import atomic_write, atomic_write_text
 from nosync.run.metrics import read_metrics
+
+
+def _save(fig: Any, path: Path) -> None:
+    """A plot, written atomically like every other output, then closed."""
+    import matplotlib.pyplot as plt
+
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
 
 
 def _pct(value: float | None) -> str:
@@ -204,67 +213,73 @@ def _value(point: dict[str, Any], y: str) -> float | None:
     return point.get(y)
 
 
+# the curves of a comparison: file, x, y (one panel per worker count; AXIS_LABELS names them)
+CURVE_PLOTS = (
+    ("accuracy_vs_samples.png", "samples_per_worker", "selected_test_accuracy"),
+    ("accuracy_vs_time.png", "train_seconds", "selected_test_accuracy"),
+    ("spread.png", "samples_per_worker", "spread"),
+    ("gap.png", "samples_per_worker", "gap"),
+)
+AXIS_LABELS = {
+    "samples_per_worker": "samples per worker",
+    "train_seconds": "training wall time (s)",
+    "selected_test_accuracy": "test accuracy (selected model)",
+    "spread": "swarm spread (mean pairwise L2)",
+    "gap": "train - test accuracy (selected model)",
+}
+
+
 def compare_plots(data: dict[str, Any], out: Path) -> list[Path]:
     """PNG plots: accuracy against samples and time, spread, gap (one panel per N), S(N)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     groups = _groups(data)
     counts = sorted({n for (_, n) in groups if n > 1}) or [1]
-    paths = []
-    panels = [
-        (
-            "accuracy_vs_samples.png",
-            "samples_per_worker",
-            "selected_test_accuracy",
-            "samples per worker",
-            "test accuracy (selected model)",
-        ),
-        (
-            "accuracy_vs_time.png",
-            "train_seconds",
-            "selected_test_accuracy",
-            "training wall time (s)",
-            "test accuracy (selected model)",
-        ),
-        (
-            "spread.png",
-            "samples_per_worker",
-            "spread",
-            "samples per worker",
-            "swarm spread (mean pairwise L2)",
-        ),
-        (
-            "gap.png",
-            "samples_per_worker",
-            "gap",
-            "samples per worker",
-            "train - test accuracy (selected model)",
-        ),
-    ]
-    for name, x, y, xlabel, ylabel in panels:
-        fig, axes = plt.subplots(
-            1, len(counts), figsize=(5 * len(counts), 4), squeeze=False, sharey=True
-        )
-        for ax, n in zip(axes[0], counts, strict=True):
-            for (label, m), entries in groups.items():
-                if m == n or m == 1:
-                    xs, ys = _mean_curve(entries, x, y)
-                    ax.plot(xs, ys, label=f"{label} (N={m})", lw=1.5, ls="--" if m == 1 else "-")
-            ax.set_title(f"N = {n}")
-            ax.set_xlabel(xlabel)
-            ax.grid(alpha=0.3)
-        axes[0][0].set_ylabel(ylabel)
-        if y == "selected_test_accuracy":
-            finals = [_mean_curve(es, x, y)[1][-1] for es in groups.values()]
-            axes[0][0].set_ylim(min(finals) - 0.06, max(finals) + 0.02)
-        axes[0][-1].legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        paths.append(out / name)
+    paths = [_curve_plot(groups, counts, name, x, y, out) for name, x, y in CURVE_PLOTS]
+    return [*paths, _speedup_plot(data, groups, counts, out)]
+
+
+def _curve_plot(
+    groups: dict[tuple[str, int], list[dict[str, Any]]],
+    counts: list[int],
+    name: str,
+    x: str,
+    y: str,
+    out: Path,
+) -> Path:
+    """``y`` against ``x``, one panel per worker count, each with ``single`` dashed."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        1, len(counts), figsize=(5 * len(counts), 4), squeeze=False, sharey=True
+    )
+    for ax, n in zip(axes[0], counts, strict=True):
+        for (label, m), entries in groups.items():
+            if m == n or m == 1:
+                xs, ys = _mean_curve(entries, x, y)
+                ax.plot(xs, ys, label=f"{label} (N={m})", lw=1.5, ls="--" if m == 1 else "-")
+        ax.set_title(f"N = {n}")
+        ax.set_xlabel(AXIS_LABELS[x])
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(AXIS_LABELS[y])
+    if y == "selected_test_accuracy":
+        finals = [_mean_curve(es, x, y)[1][-1] for es in groups.values()]
+        axes[0][0].set_ylim(min(finals) - 0.06, max(finals) + 0.02)
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, out / name)
+    return out / name
+
+
+def _speedup_plot(
+    data: dict[str, Any],
+    groups: dict[tuple[str, int], list[dict[str, Any]]],
+    counts: list[int],
+    out: Path,
+) -> Path:
+    """S(N): steps per worker to the target, against the worker count, with linear for scale."""
+    import matplotlib.pyplot as plt
 
     target = resolve_target(data)
     speed = speedups(data, target)
@@ -284,9 +299,8 @@ def compare_plots(data: dict[str, Any], out: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "speedup.png", dpi=110)
-    plt.close(fig)
-    return [*paths, out / "speedup.png"]
+    _save(fig, out / "speedup.png")
+    return out / "speedup.png"
 
 
 def write_compare_report(folder: Path) -> Path:
@@ -347,8 +361,7 @@ def write_run_report(folder: Path) -> Path:
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(folder / "run.png", dpi=110)
-    plt.close(fig)
+    _save(fig, folder / "run.png")
     leaders = summary.get("leaders") or []
     counts = {p: leaders.count(p) for p in sorted({x for x in leaders if x is not None})}
     diverged = summary.get("diverged")

@@ -140,9 +140,9 @@ class DiLoCoStrategy(LocalSGDStrategy):
     @classmethod
     def build(cls, ctx: Context) -> Strategy:
         cfg = ctx.cfg
-        return cls(
-            ctx.model, ctx.optimizer, ctx.placement, cfg.period, cfg.outer_lr, cfg.outer_momentum
-        )
+        lr, momentum = cfg.outer_lr, cfg.outer_momentum
+        assert lr is not None and momentum is not None  # config.resolve set diloco's automatic
+        return cls(ctx.model, ctx.optimizer, ctx.placement, cfg.period, lr, momentum)
 
     def _after_step(self, *_: object) -> None:
         self._steps += 1

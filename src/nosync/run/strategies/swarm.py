@@ -32,7 +32,7 @@ def swarm_of(
     """The :class:`Swarm` a configuration describes (``overrides`` win; e.g. a ``transport``)."""
     settings: dict[str, Any] = {
         "mode": cfg.round,
-        "delay": None if cfg.delay < 0 else cfg.delay,
+        "delay": cfg.delay,  # None: automatic
         "period": cfg.period,
         "pressure": cfg.pressure,
         "rule": cfg.rule,
@@ -44,10 +44,10 @@ def swarm_of(
         "seed": cfg.seed,
         "topology": cfg.topology,
         "neighbors": cfg.neighbors,
-        "exchange_dtype": getattr(torch, cfg.exchange),
+        "exchange_dtype": getattr(torch, cfg.wire_dtype),
         "temperature": cfg.temperature,
-        "outer_lr": cfg.outer_lr or None,  # 0: step by the pressure
-        "outer_momentum": max(cfg.outer_momentum, 0.0),  # -1 (automatic): none for a swarm
+        "outer_lr": cfg.outer_lr,  # None: step by the pressure
+        "outer_momentum": cfg.outer_momentum or 0.0,  # None (automatic): none for a swarm
         "select": cfg.select,
     }
     if placement is not None:
