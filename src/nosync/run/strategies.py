@@ -21,6 +21,7 @@ from torch.distributed.algorithms.model_averaging.averagers import PeriodicModel
 
 from nosync.core.evaluate import TrainLoss
 from nosync.core.hooks import StepHook
+from nosync.core.options import RuleOptions
 from nosync.core.placement import Placement
 from nosync.core.records import RoundRecord, round_record
 from nosync.core.rules import nesterov_step
@@ -198,28 +199,30 @@ def swarm_of(
 ) -> Swarm:
     """The :class:`Swarm` a configuration describes (``overrides`` win; e.g. a ``transport``)."""
     settings: dict[str, Any] = {
-        "mode": cfg.round,
+        "round": cfg.round,
         "delay": None if cfg.delay < 0 else cfg.delay,
         "period": cfg.period,
         "pressure": cfg.pressure,
         "rule": cfg.rule,
         "schedule": cfg.schedule,
         "total_steps": total_steps,
-        "inertia": cfg.inertia,
-        "c1": cfg.c1,
-        "c2": cfg.c2,
+        "options": RuleOptions(
+            inertia=cfg.inertia,
+            c1=cfg.c1,
+            c2=cfg.c2,
+            temperature=cfg.temperature,
+            outer_lr=cfg.outer_lr or None,  # 0: step by the pressure
+            outer_momentum=max(cfg.outer_momentum, 0.0),  # -1 (automatic): none for a swarm
+        ),
         "seed": cfg.seed,
         "topology": cfg.topology,
         "neighbors": cfg.neighbors,
-        "exchange_dtype": getattr(torch, cfg.exchange),
-        "temperature": cfg.temperature,
-        "outer_lr": cfg.outer_lr or None,  # 0: step by the pressure
-        "outer_momentum": max(cfg.outer_momentum, 0.0),  # -1 (automatic): none for a swarm
+        "wire_dtype": getattr(torch, cfg.exchange),
         "select": cfg.select,
     }
     if placement is not None:
         settings |= {"group": placement.swarm_group, "particle_group": placement.particle_group}
-    return Swarm(model, optimizer, fitness, **(settings | overrides))
+    return Swarm(model, optimizer, fitness=fitness, **(settings | overrides))
 
 
 class SwarmStrategy(Strategy):
