@@ -2,8 +2,8 @@
 
 - :meth:`Exchange.fitness`: every particle's fitness (``all``) or the in-neighbours' (``ring``,
   ``random-k``, point to point), turned into a :class:`~nosync.core.planner.Plan`;
-- :meth:`Exchange.leader_weights`: the (local) leader's weights, sent in the exchange dtype (the
-  leader keeps its exact weights);
+- :meth:`Exchange.leader_weights`: the (local) leader's weights, sent in the wire dtype
+  (``Swarm(wire_dtype=)``; the leader keeps its exact weights);
 - :meth:`Exchange.live_sum`: a sum over the live particles, which finds out who diverged only
   when the sum says somebody did (rules without fitness pay nothing for it otherwise).
 
