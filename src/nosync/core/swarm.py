@@ -9,10 +9,10 @@ round runs (``round.py``), in three parts that live in their own modules:
    weights, a sum over the swarm, or nothing;
 3. **rule** (``rules.py``): the new weights.
 
-This module owns when rounds run and land (blocking, or async with a delay), the history of
-their records, and the swarm's state; its arguments' checks are in ``checks.py``, their old
-spellings in ``legacy.py``, the end's choice of a model in ``ending.py``, the log's distances
-in ``distances.py``.
+This module owns the swarm's API: when rounds start and land (every ``period`` steps, ``sync``,
+``flush``), ``finalize`` and the swarm's state.  A round's start, landing and record are in
+``cycle.py``, the arguments' checks in ``checks.py``, their old spellings in ``legacy.py``, the
+end's choice of a model in ``ending.py``, the log's distances in ``distances.py``.
 
 Reconstructed from Isakov & Kinsy, "NoSync: Particle Swarm Inspired Distributed DNN Training",
 ICANN 2018 (see the README for what is reconstruction).  Style follows torchft's ``LocalSGD``: a
@@ -21,8 +21,6 @@ context manager that hooks ``optimizer.step`` and leaves the user's loop alone.
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
@@ -33,6 +31,7 @@ from torch import Tensor, nn
 
 from nosync.core import checks, ending, placement, rules, selection
 from nosync.core.background import Background, Pending
+from nosync.core.cycle import RoundCycle
 from nosync.core.distances import Distances
 from nosync.core.evaluate import SnapshotFitness, TrainLoss
 from nosync.core.exchange import Exchange
@@ -40,7 +39,7 @@ from nosync.core.hooks import StepHook
 from nosync.core.legacy import accepts_old_spellings
 from nosync.core.options import RuleOptions
 from nosync.core.records import RoundRecord
-from nosync.core.round import Outcome, Round, SwarmDivergedError
+from nosync.core.round import Round, SwarmDivergedError
 from nosync.core.rule_objects import Rule
 from nosync.core.transport import DistTransport, Transport
 from nosync.core.weights import flatten_weights, load_weights, unwrap
@@ -64,7 +63,7 @@ def particle_groups(
 
 
 class Swarm(StepHook):
-    r"""Swarm training around an ordinary PyTorch loop: every ``period`` optimizer steps, each
+    """Swarm training around an ordinary PyTorch loop: every ``period`` optimizer steps, each
     particle (a rank, or a data-parallel group of ranks) is pulled toward the swarm's best.
 
     Entered as a context manager, it hooks ``optimizer.step`` and runs a round after every
@@ -117,10 +116,8 @@ class Swarm(StepHook):
         bn_data: re-iterable training batches (a list, a DataLoader) to recompute an averaged
             model's BatchNorm statistics (``"average"``/``"soup"`` on a model with BatchNorm).
 
-    ``mode=`` (now ``round=``), ``exchange_dtype=`` (now ``wire_dtype=``), the flat rule options
-    (``inertia=``, ``c1=``, ``c2=``, ``temperature=``, ``outer_lr=``, ``outer_momentum=``, now
-    ``options=``) and the arguments after ``optimizer`` given by position still work for one
-    release, with a ``DeprecationWarning`` (``legacy.py``).
+    Old spellings (``mode=``, ``exchange_dtype=``, the flat rule options, the arguments after
+    ``optimizer`` by position) work for one release with a ``DeprecationWarning`` (``legacy.py``).
 
     Example::
 
@@ -192,11 +189,9 @@ class Swarm(StepHook):
         self.distances = Distances(transport, self._device)  # the log's, riding with messages
         self.round = Round(model, optimizer, self.rule, exchange, self.distances)
         self.background = Background() if round == "async" else None
-        self._pending: Pending | None = None
-        self._fitness_at = SnapshotFitness(fitness, model, train_loss)
-        self.step, self.rounds = 0, 0
-        self.blocked_seconds = 0.0  # the training thread's time held up by rounds, so far
-        self.history: list[RoundRecord] = []
+        fitness_at = SnapshotFitness(fitness, model, train_loss)
+        self._cycle = RoundCycle(self.round, fitness_at, train_loss, self.delay, self.background)
+        self.step = 0
         self.best_particle: int | None = None
         self.final_fitness: list[float | None] | None = None
         self.select, self.bn_data = select, bn_data
@@ -205,12 +200,13 @@ class Swarm(StepHook):
     # ---- after every optimizer.step (while entered, see StepHook) --------------------------------
     def _after_step(self, *_: object) -> None:
         self.step += 1
-        if self._pending is not None and self.step >= self._pending.apply_at:
-            self._finish()
+        if self._cycle.due(self.step):
+            self._cycle.finish(self.step)
         if self.step % self.period == 0:
-            self._start(background=self.background is not None)
-            if self._pending is not None and self._pending.apply_at <= self.step:
-                self._finish()  # blocking, or async with no delay
+            background = self.background is not None
+            self._cycle.start(self.step, self.current_pressure(), background)
+            if self._cycle.due(self.step):
+                self._cycle.finish(self.step)  # blocking, or async with no delay
 
     def skip(self) -> None:
         """Count an iteration this particle did not step the optimizer in (a straggler skipping
@@ -226,60 +222,28 @@ class Swarm(StepHook):
     def sync(self) -> RoundRecord:
         """Run one whole round now, blocking (the hook runs them every ``period`` steps)."""
         self.flush()
-        self._start(background=False)
-        return self._finish()
+        self._cycle.start(self.step, self.current_pressure(), background=False)
+        return self._cycle.finish(self.step)
 
     def flush(self) -> None:
         """Land the round in flight, if any, now (before checkpoints' end and ``finalize``)."""
-        if self._pending is not None:
-            self._finish()
+        if self._cycle.pending is not None:
+            self._cycle.finish(self.step)
 
-    def _start(self, background: bool) -> None:
-        start = time.perf_counter()
-        self.rounds += 1
-        delay = self.delay if background else 0
-        pending = Pending(self.rounds, self.step, self.step + delay, start)
-        aux = self.train_loss.take() if self.train_loss is not None else math.nan
-        if self.is_head:
-            own = flatten_weights(self.model)  # a snapshot: training may go on
-            fitness = self._fitness_at.at(own, aux, background)
-            args = (self.rounds, self.step, self.current_pressure(), own, fitness, aux)
-            if background and self.background is not None:
-                pending.future = self.background.submit(self._compute, *args)
-            else:
-                pending.outcome, pending.comm = self._compute(*args)
-        pending.blocked = time.perf_counter() - start
-        self.blocked_seconds += pending.blocked
-        self._pending = pending
+    @property
+    def rounds(self) -> int:
+        """Rounds started so far."""
+        return self._cycle.started
 
-    def _compute(self, *args: Any) -> tuple[Outcome, tuple[float, int]]:
-        """The round's plan, exchange and rule; its collectives' seconds and bytes."""
-        seconds, nbytes = self.transport.seconds, self.transport.bytes
-        outcome = self.round.compute(*args)
-        return outcome, (self.transport.seconds - seconds, self.transport.bytes - nbytes)
+    @property
+    def history(self) -> list[RoundRecord]:
+        """The records of the rounds that landed, oldest first."""
+        return self._cycle.history
 
-    def _finish(self) -> RoundRecord:
-        start, pending = time.perf_counter(), self._pending
-        assert pending is not None
-        self._pending = None
-        pending.wait(self.transport.timeout)
-        seconds, nbytes = self.transport.seconds, self.transport.bytes
-        record = self.round.apply(pending.outcome, self.step - pending.step)
-        outcome = pending.outcome
-        if outcome is not None:  # the previous round's distances came with this one
-            self.distances.land(self.history, outcome.previous)
-            self.distances.awaiting = outcome.awaits
-        if self.train_loss is not None and self.particle in record["reset"]:
-            self.train_loss.take()  # losses of the diverged weights do not count against the new
-        record["seconds"] = time.perf_counter() - pending.started
-        finishing = time.perf_counter() - start
-        self.blocked_seconds += finishing
-        record["blocked_seconds"] = pending.blocked + finishing
-        record["comm_seconds"] = pending.comm[0] + self.transport.seconds - seconds
-        record["comm_bytes"] = pending.comm[1] + self.transport.bytes - nbytes
-        record["applied_step"] = self.step
-        self.history.append(record)
-        return record
+    @property
+    def blocked_seconds(self) -> float:
+        """The training thread's time held up by rounds, so far."""
+        return self._cycle.blocked_seconds
 
     @property
     def settled(self) -> int:
@@ -336,7 +300,7 @@ class Swarm(StepHook):
         """Everything the swarm needs to continue exactly: counters, rule state, history, the
         round in flight (waited for: it lands after the resume, at the step it would have) and
         the training-loss window."""
-        pending = self._pending
+        pending = self._cycle.pending
         if pending is not None:
             pending.wait(self.transport.timeout)
         return {
@@ -352,11 +316,12 @@ class Swarm(StepHook):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step, self.rounds = int(state["step"]), int(state["rounds"])
+        self.step, self._cycle.started = int(state["step"]), int(state["rounds"])
         self.rule.load_state_dict(state["rule"])
-        self.history = list(state["history"])
+        self._cycle.history = list(state["history"])
         self.transport.seconds, self.transport.bytes = state["comm_seconds"], state["comm_bytes"]
-        self._pending = Pending.from_state(state["pending"]) if state.get("pending") else None
+        pending = state.get("pending")
+        self._cycle.pending = Pending.from_state(pending) if pending else None
         if self.train_loss is not None and state.get("train_loss"):
             self.train_loss.load_state_dict(state["train_loss"])
         self.distances.load_state_dict(state)
