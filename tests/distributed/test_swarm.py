@@ -31,7 +31,7 @@ def _election(rank: int, world: int) -> dict:
     momentum = [opt.state[p]["momentum_buffer"].clone() for p in model.parameters()]
     before = flatten_weights(model).clone()
     # rank 1 and 3 tie for the best fitness: the tie goes to the lowest index
-    swarm = Swarm(model, opt, fixed_fitness([0.5, 0.1, 0.05, 0.1]), period=10, pressure=0.5)
+    swarm = Swarm(model, opt, fitness=fixed_fitness([0.5, 0.1, 0.05, 0.1]), period=10, pressure=0.5)
     record = swarm.sync()
     swarm.settle()  # its distances (they come with the next round's fitness otherwise)
     lead = flatten_weights(model).clone() if rank == 1 else torch.empty_like(before)
@@ -75,7 +75,7 @@ def test_nan_particle_never_leads_and_is_reset_to_the_leader() -> None:
 def _pressure_one(rank: int, world: int) -> tuple[torch.Tensor, int, dict]:
     model = bn_model(seed=rank)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with Swarm(model, opt, fixed_fitness([0.3, 0.2, 0.1]), period=5, pressure=1.0) as swarm:
+    with Swarm(model, opt, fitness=fixed_fitness([0.3, 0.2, 0.1]), period=5, pressure=1.0) as swarm:
         train_steps(model, opt, 5, seed=rank)  # the 5th step triggers the round
     return flatten_weights(model), swarm.rounds, dict(model[1].state_dict())
 
@@ -96,7 +96,9 @@ def _elastic(rank: int, world: int) -> tuple[torch.Tensor, torch.Tensor]:
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     train_steps(model, opt, 2, seed=rank)
     before = flatten_weights(model).double()
-    Swarm(model, opt, fixed_fitness([1.0, 2.0, 3.0, 4.0]), pressure=1.0, rule="elastic").sync()
+    Swarm(
+        model, opt, fitness=fixed_fitness([1.0, 2.0, 3.0, 4.0]), pressure=1.0, rule="elastic"
+    ).sync()
     return before, flatten_weights(model).double()
 
 
@@ -111,7 +113,9 @@ def test_elastic_with_pressure_one_equals_the_exact_mean() -> None:
 def _pso(rank: int, world: int) -> tuple[torch.Tensor, dict]:
     model = bn_model(seed=rank)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    swarm = Swarm(model, opt, fixed_fitness([0.3, 0.1, 0.2]), period=3, pressure=0.5, rule="pso")
+    swarm = Swarm(
+        model, opt, fitness=fixed_fitness([0.3, 0.1, 0.2]), period=3, pressure=0.5, rule="pso"
+    )
     with swarm:
         train_steps(model, opt, 9, seed=rank)
     return flatten_weights(model), swarm.state_dict()
@@ -135,7 +139,13 @@ def _hybrid(rank: int, world: int) -> tuple[torch.Tensor, torch.Tensor]:
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     fitness = lambda m: [0.5, 0.2][particle]  # noqa: E731
     swarm = Swarm(
-        net, opt, fitness, period=4, pressure=0.3, group=swarm_group, particle_group=particle_group
+        net,
+        opt,
+        fitness=fitness,
+        period=4,
+        pressure=0.3,
+        group=swarm_group,
+        particle_group=particle_group,
     )
     with swarm:
         train_steps(net, opt, 8, seed=rank)  # different data on each rank; rounds at 4 and 8
@@ -159,7 +169,7 @@ def _finalize(rank: int, world: int) -> tuple[torch.Tensor, torch.Tensor, int, i
     model = bn_model(seed=rank)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     train_steps(model, opt, rank + 1, seed=rank)  # num_batches_tracked differs per rank
-    swarm = Swarm(model, opt, fixed_fitness([0.9, 0.8, 0.1]), rule="none")
+    swarm = Swarm(model, opt, fitness=fixed_fitness([0.9, 0.8, 0.1]), rule="none")
     before = flatten_weights(model)
     state = swarm.finalize()
     assert torch.equal(state["1.num_batches_tracked"], model[1].num_batches_tracked)
@@ -180,7 +190,7 @@ def test_finalize_hands_every_rank_the_best_particle() -> None:
 def _mismatch(rank: int, world: int) -> str:
     model = nn.Linear(4, 3 if rank == 0 else 2)
     try:
-        Swarm(model, torch.optim.SGD(model.parameters(), lr=0.1), lambda m: 0.0).sync()
+        Swarm(model, torch.optim.SGD(model.parameters(), lr=0.1), fitness=lambda m: 0.0).sync()
     except ValueError as err:
         return str(err)
     return "no error"
@@ -203,7 +213,9 @@ def _averaging(rank: int, world: int, use_torch: bool) -> torch.Tensor:
         place = Placement(rank, world, 1, dist.group.WORLD, None)
         coordinator = LocalSGDStrategy(model, opt, place, period=5)
     else:
-        coordinator = Swarm(model, opt, lambda m: 0.0, period=5, pressure=1.0, rule="elastic")
+        coordinator = Swarm(
+            model, opt, fitness=lambda m: 0.0, period=5, pressure=1.0, rule="elastic"
+        )
     with coordinator:
         train_steps(model, opt, 17, seed=rank)  # rounds after steps 5, 10 and 15
     return flatten_weights(model)

@@ -24,7 +24,7 @@ def _spread(rank: int, world: int, topology: str, rounds: int) -> list[bool]:
             model.bias.copy_(TARGET[12:])
     fitness = lambda m: float(torch.linalg.vector_norm(flatten_weights(m) - TARGET))  # noqa: E731
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    swarm = Swarm(model, opt, fitness, pressure=1.0, topology=topology, neighbors=2, seed=7)
+    swarm = Swarm(model, opt, fitness=fitness, pressure=1.0, topology=topology, neighbors=2, seed=7)
     reached = []
     for _ in range(rounds):
         swarm.sync()

@@ -46,8 +46,8 @@ def test_the_pull_lands_delay_steps_later_as_a_correction_from_the_snapshots() -
     def particle(endpoint: Any, i: int) -> torch.Tensor:
         model, opt = made[i]
         swarm = Swarm(
-            model, opt, lambda m: fitness[i], period=PERIOD, pressure=P,
-            mode="async", delay=DELAY, transport=endpoint,
+            model, opt, fitness=lambda m: fitness[i], period=PERIOD, pressure=P,
+            round="async", delay=DELAY, transport=endpoint,
         )  # fmt: skip
         with swarm:
             train(model, opt, batches(i, PERIOD + DELAY))
@@ -82,7 +82,9 @@ def test_a_snapshot_fitness_is_evaluated_on_the_snapshot_not_the_live_model() ->
                 seen.append(flatten_weights(m))
             return float(i)
 
-        swarm = Swarm(model, opt, fitness, period=2, mode="async", delay=1, transport=endpoint)
+        swarm = Swarm(
+            model, opt, fitness=fitness, period=2, round="async", delay=1, transport=endpoint
+        )
         data = batches(0, 3)  # one round: starts after step 2, lands after step 3
         with swarm:
             train(model, opt, data[:2])
@@ -107,7 +109,9 @@ def test_a_round_that_never_lands_fails_within_the_transport_timeout() -> None:
     endpoint.timeout = 1.0
     model = nn.Linear(4, 3)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    swarm = Swarm(model, opt, lambda m: 0.0, period=2, mode="async", delay=1, transport=endpoint)
+    swarm = Swarm(
+        model, opt, fitness=lambda m: 0.0, period=2, round="async", delay=1, transport=endpoint
+    )
     started = time.monotonic()
     due = "round 1 timed out: no answer from another rank"
     with pytest.raises(TimeoutError, match=due), swarm:

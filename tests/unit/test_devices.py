@@ -81,7 +81,7 @@ def _scaled_loop(endpoint: Any, i: int, make_scaler: Any, count: str = "optimize
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     scaler = make_scaler(i)
     swarm = Swarm(
-        model, opt, lambda m: float(m.weight.detach().abs().sum()), period=4, pressure=0.5,
+        model, opt, fitness=lambda m: float(m.weight.detach().abs().sum()), period=4, pressure=0.5,
         transport=endpoint, scaler=scaler if count == "optimizer" else None, count=count,
     )  # fmt: skip
     g = torch.Generator().manual_seed(i)
@@ -121,12 +121,14 @@ def test_skipped_optimizer_steps_do_not_desynchronise_rounds(make_scaler: Any, c
 
 def test_step_done_refuses_when_the_hook_counts() -> None:
     model = nn.Linear(2, 2)
-    swarm = Swarm(model, torch.optim.SGD(model.parameters(), lr=0.1), lambda m: 0.0,
+    swarm = Swarm(model, torch.optim.SGD(model.parameters(), lr=0.1), fitness=lambda m: 0.0,
                   transport=LocalWorld(1).endpoint(0))  # fmt: skip
     with pytest.raises(RuntimeError, match="count='manual'"):
         swarm.step_done()
     with pytest.raises(ValueError, match="count must be one of"):
-        Swarm(model, swarm.optimizer, lambda m: 0.0, transport=swarm.transport, count="scaler")
+        Swarm(
+            model, swarm.optimizer, fitness=lambda m: 0.0, transport=swarm.transport, count="scaler"
+        )
 
 
 # ---- threads: --threads, else the user's OMP_NUM_THREADS, else cores / ranks --------------------

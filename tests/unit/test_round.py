@@ -40,7 +40,7 @@ def test_leader_rule_moves_toward_the_leader_by_p() -> None:
     rule = LeaderRule()
     assert torch.equal(rule.anchor(own, got), lead)
     assert torch.allclose(rule.pull(own, lead, got), t(1.5, -1.0, 2.0))
-    assert (rule.needs_fitness, rule.exchange, rule.target) == (True, "leader", "leader")
+    assert (rule.needs_fitness, rule.needs, rule.target) == (True, "leader", "leader")
 
 
 def test_pso_rule_updates_personal_best_and_velocity_with_its_own_draws() -> None:
@@ -77,7 +77,7 @@ def test_elastic_rule_pulls_toward_the_mean_of_the_live_particles() -> None:
     mean = rule.anchor(own, got)
     assert torch.allclose(mean, t(2.0, 1.0))
     assert torch.allclose(rule.pull(own, mean, got), t(2.0, 0.5))
-    assert not rule.needs_fitness and rule.exchange == "sum"
+    assert not rule.needs_fitness and rule.needs == "sum"
 
 
 def test_easgd_rule_against_a_hand_computation() -> None:
@@ -98,7 +98,7 @@ def test_easgd_rule_against_a_hand_computation() -> None:
 
 def test_none_rule_asks_for_nothing() -> None:
     rule = NoneRule()
-    assert (rule.needs_fitness, rule.exchange, rule.target) == (False, "none", None)
+    assert (rule.needs_fitness, rule.needs, rule.target) == (False, "none", None)
 
 
 # ---- whole rounds on a LocalWorld ----------------------------------------------------------------
@@ -113,7 +113,9 @@ def test_leader_round_resets_a_nan_particle_with_the_leaders_integer_buffers() -
             with torch.no_grad():
                 model[0].weight[0, 0] = math.nan
         before = flatten_weights(model).clone()
-        swarm = Swarm(model, opt, lambda m: fitness[i], period=5, pressure=0.5, transport=endpoint)
+        swarm = Swarm(
+            model, opt, fitness=lambda m: fitness[i], period=5, pressure=0.5, transport=endpoint
+        )
         record = swarm.sync()
         swarm.settle()  # its distances (they come with the next round's fitness otherwise)
         return {
@@ -148,7 +150,7 @@ def test_distances_ride_with_the_next_rounds_message(rule, anchor, message) -> N
 
     def particle(endpoint: Any, i: int) -> dict:
         calls: list[str] = []
-        for name in ("all_gather", "all_reduce", "broadcast", "exchange"):
+        for name in ("all_gather", "all_reduce", "broadcast", "send_recv"):
             real = getattr(endpoint, name)
             setattr(endpoint, name, lambda *a, _r=real, _n=name: (calls.append(_n), _r(*a))[1])
         model = nn.Linear(3, 2)
@@ -156,7 +158,9 @@ def test_distances_ride_with_the_next_rounds_message(rule, anchor, message) -> N
             for p in model.parameters():
                 p.fill_(float(i))  # particle i sits at (i, i, ..., i)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        swarm = Swarm(model, opt, lambda m: float(i), pressure=0.5, rule=rule, transport=endpoint)
+        swarm = Swarm(
+            model, opt, fitness=lambda m: float(i), pressure=0.5, rule=rule, transport=endpoint
+        )
         first = swarm.sync()
         pending = first["distance"], swarm.settled
         done = len(calls)
@@ -187,7 +191,7 @@ def test_every_particle_diverged_is_a_clear_error() -> None:
     def particle(endpoint: Any, i: int) -> Any:
         model = nn.Linear(3, 2)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        return Swarm(model, opt, lambda m: math.nan, transport=endpoint).sync()
+        return Swarm(model, opt, fitness=lambda m: math.nan, transport=endpoint).sync()
 
     errors = in_threads(3, particle)
     assert all(isinstance(e, (SwarmDivergedError, threading.BrokenBarrierError)) for e in errors)
@@ -203,7 +207,7 @@ def test_rules_without_fitness_never_evaluate_it() -> None:
             raise AssertionError("fitness evaluated")
 
         before = flatten_weights(model).clone()
-        swarm = Swarm(model, opt, fitness, pressure=1.0, rule="elastic", transport=endpoint)
+        swarm = Swarm(model, opt, fitness=fitness, pressure=1.0, rule="elastic", transport=endpoint)
         record, after = swarm.sync(), flatten_weights(model).clone()
         swarm.settle()
         return record, before, after
@@ -224,7 +228,9 @@ def test_elastic_finds_a_diverged_particle_through_the_sum_and_resets_it() -> No
             model.bias.fill_(math.nan if i == 1 else float(i))
         before = flatten_weights(model).clone()
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        swarm = Swarm(model, opt, lambda m: 0.0, pressure=0.5, rule="elastic", transport=endpoint)
+        swarm = Swarm(
+            model, opt, fitness=lambda m: 0.0, pressure=0.5, rule="elastic", transport=endpoint
+        )
         record, after = swarm.sync(), flatten_weights(model).clone()
         swarm.settle()
         return record, before, after
@@ -244,7 +250,7 @@ def test_none_rounds_cost_no_collective() -> None:
     def particle(endpoint: Any, i: int) -> tuple[int, Any]:
         model = nn.Linear(4, 3)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        swarm = Swarm(model, opt, lambda m: 0.0, period=1, rule="none", transport=endpoint)
+        swarm = Swarm(model, opt, fitness=lambda m: 0.0, period=1, rule="none", transport=endpoint)
         swarm.sync()
         first = endpoint.bytes  # the one-off shape check
         with swarm:
@@ -262,7 +268,9 @@ def test_easgd_rounds_keep_one_centre_and_finalize_to_it() -> None:
             for p in model.parameters():
                 p.fill_(float(i))
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        swarm = Swarm(model, opt, lambda m: 0.0, pressure=0.3, rule="easgd", transport=endpoint)
+        swarm = Swarm(
+            model, opt, fitness=lambda m: 0.0, pressure=0.3, rule="easgd", transport=endpoint
+        )
         swarm.sync()
         center = swarm.center.clone()
         after_round = flatten_weights(model).clone()
@@ -288,7 +296,12 @@ def test_ring_round_pulls_toward_the_best_neighbour_only() -> None:
         before = flatten_weights(model).clone()
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         swarm = Swarm(
-            model, opt, lambda m: fitness[i], pressure=1.0, topology="ring", transport=endpoint
+            model,
+            opt,
+            fitness=lambda m: fitness[i],
+            pressure=1.0,
+            topology="ring",
+            transport=endpoint,
         )
         return swarm.sync(), before, flatten_weights(model)
 
@@ -310,7 +323,12 @@ def test_a_reset_in_a_ring_takes_the_local_leaders_integer_buffers() -> None:
             with torch.no_grad():
                 model[0].bias.fill_(math.nan)
         swarm = Swarm(
-            model, opt, lambda m: fitness[i], pressure=0.5, topology="ring", transport=endpoint
+            model,
+            opt,
+            fitness=lambda m: fitness[i],
+            pressure=0.5,
+            topology="ring",
+            transport=endpoint,
         )
         record = swarm.sync()
         return record, int(model[1].num_batches_tracked), flatten_weights(model)
@@ -330,8 +348,8 @@ def test_a_float16_exchange_rounds_what_others_receive_but_the_leader_keeps_its_
         before = flatten_weights(model).clone()
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         swarm = Swarm(
-            model, opt, lambda m: float(i), pressure=1.0,
-            exchange_dtype=torch.float16, transport=endpoint,
+            model, opt, fitness=lambda m: float(i), pressure=1.0,
+            wire_dtype=torch.float16, transport=endpoint,
         )  # fmt: skip
         swarm.sync()
         return before, flatten_weights(model)
@@ -355,7 +373,9 @@ def test_a_rule_object_can_be_passed_in() -> None:
             for p in model.parameters():
                 p.fill_(2.0)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        swarm = Swarm(model, opt, lambda m: float(i), rule=HalfwayToZero(), transport=endpoint)
+        swarm = Swarm(
+            model, opt, fitness=lambda m: float(i), rule=HalfwayToZero(), transport=endpoint
+        )
         swarm.sync()
         return flatten_weights(model)
 
@@ -390,8 +410,8 @@ def _weighted_round(rule: str, temperature: float, fitness: list[float]) -> list
                 model[0].weight[0, 0] = math.nan
         before = flatten_weights(model).clone()
         swarm = Swarm(
-            model, opt, lambda m: fitness[i], period=5, pressure=0.5, rule=rule,
-            temperature=temperature, transport=endpoint,
+            model, opt, fitness=lambda m: fitness[i], period=5, pressure=0.5, rule=rule,
+            options=RuleOptions(temperature=temperature), transport=endpoint,
         )  # fmt: skip
         return {"record": swarm.sync(), "before": before, "after": flatten_weights(model)}
 

@@ -176,7 +176,7 @@ def test_outer_momentum_keeps_a_velocity_in_its_state_and_forgets_it_on_reset() 
     options = rules.RuleOptions(outer_momentum=0.5, outer_lr=1.0)
     rule = rules.make_rule("weighted", options)
     assert isinstance(rule, rules.OuterMomentum) and rule.inner.name == "weighted"
-    assert (rule.name, rule.exchange, rule.needs_fitness) == ("weighted", "sum", True)
+    assert (rule.name, rule.needs, rule.needs_fitness) == ("weighted", "sum", True)
     got = rules.Exchanged(pressure=0.3)
     new = rule.pull(t([1.0]), t([0.0]), got)  # g = 1, v = 1, 1 - (1 + 0.5)
     assert torch.allclose(new, t([-0.5])) and torch.allclose(rule.velocity, t([1.0]))

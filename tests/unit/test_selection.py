@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from nosync import Swarm
+from nosync import RuleOptions, Swarm
 from nosync.core.evaluate import TrainLoss
 from nosync.core.selection import greedy_soup, recalibrate_bn, select_weights
 from nosync.core.weights import flatten_weights, load_weights
@@ -82,7 +82,7 @@ def test_swarm_finalize_returns_the_soup_or_the_average_on_every_particle() -> N
         load_weights(model, W[i])
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         fitness = (lambda m: math.nan) if i == 4 else square
-        swarm = Swarm(model, opt, fitness, rule="none", select=select, transport=endpoint)
+        swarm = Swarm(model, opt, fitness=fitness, rule="none", select=select, transport=endpoint)
         swarm.finalize()
         return flatten_weights(model), swarm.ingredients
 
@@ -102,16 +102,24 @@ def test_bad_select_arguments_raise_value_error() -> None:
 
     endpoint = LocalWorld(1).endpoint(0)
     with pytest.raises(ValueError, match="select must be one of best, average, soup"):
-        Swarm(model, opt, square, select="median", transport=endpoint)
+        Swarm(model, opt, fitness=square, select="median", transport=endpoint)
     with pytest.raises(ValueError, match="needs bn_data="):
-        Swarm(model, opt, square, select="average", transport=endpoint)
+        Swarm(model, opt, fitness=square, select="average", transport=endpoint)
     losses = TrainLoss()
     with pytest.raises(ValueError, match="not the train loss"):
-        Swarm(model, opt, losses, select="soup", train_loss=losses, transport=endpoint, bn_data=[])
+        Swarm(
+            model,
+            opt,
+            fitness=losses,
+            select="soup",
+            train_loss=losses,
+            transport=endpoint,
+            bn_data=[],
+        )
     for kwargs, name in (
         ({"temperature": 0.0}, "temperature"),
         ({"outer_momentum": 1.0}, "outer_momentum"),
         ({"outer_lr": -0.5}, "outer_lr"),
     ):
         with pytest.raises(ValueError, match=name):
-            Swarm(model, opt, square, transport=endpoint, **kwargs)
+            Swarm(model, opt, fitness=square, transport=endpoint, options=RuleOptions(**kwargs))

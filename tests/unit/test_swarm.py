@@ -21,12 +21,12 @@ def test_api_arguments_are_checked() -> None:
     ]
     for kwargs, kind, word in cases:
         with pytest.raises(kind, match=word):
-            Swarm(model, opt, lambda m: 0.0, **kwargs)
+            Swarm(model, opt, fitness=lambda m: 0.0, **kwargs)
     with pytest.raises(TypeError, match="model"):
-        Swarm("model", opt, lambda m: 0.0)  # type: ignore[arg-type]
+        Swarm("model", opt, fitness=lambda m: 0.0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="optimizer"):
-        Swarm(model, "sgd", lambda m: 0.0)  # type: ignore[arg-type]
+        Swarm(model, "sgd", fitness=lambda m: 0.0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="fitness"):
-        Swarm(model, opt, 0.5)  # type: ignore[arg-type]
+        Swarm(model, opt, fitness=0.5)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="init_process_group"):
-        Swarm(model, opt, lambda m: 0.0)
+        Swarm(model, opt, fitness=lambda m: 0.0)

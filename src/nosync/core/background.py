@@ -12,6 +12,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,20 @@ class Pending:
     future: Future | None = None
     outcome: Outcome | None = None  # None on the other ranks of a data-parallel particle
     comm: tuple[float, int] = field(default=(0.0, 0))
+
+    def wait(self, timeout: float | None) -> None:
+        """A background round's result, waited for no longer than ``timeout`` seconds (the
+        transport's: a rank that stopped answering must not hold this one for torch's
+        30-minute default)."""
+        if self.future is None:
+            return
+        try:
+            self.outcome, self.comm = self.future.result(timeout=timeout)
+        except FutureTimeout:
+            raise TimeoutError(
+                f"round {self.number} timed out: no answer from another rank within {timeout:g} s"
+            ) from None
+        self.future = None
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -1,13 +1,17 @@
-"""Evaluation helpers: predictions, accuracy, and a held-out-loss fitness for ``Swarm``."""
+"""Evaluation helpers: predictions, accuracy, a held-out-loss fitness for ``Swarm``, and a
+particle's fitness at a round's snapshot (:class:`SnapshotFitness`)."""
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from nosync.core.weights import load_weights, unwrap
 
 
 @torch.no_grad()
@@ -115,3 +119,39 @@ class TrainLoss:
     def load_state_dict(self, state: dict[str, float]) -> None:
         self.total, self.count = float(state["total"]), int(state["count"])
         self.last = float(state["last"])
+
+
+class SnapshotFitness:
+    """A particle's fitness at a round's snapshot ``own`` of its weights, as a thunk the round
+    calls only if its rule uses fitness: the training loss (free, read now), the live model
+    (blocking rounds: it still holds the snapshot), or a scratch copy loaded with the snapshot
+    (async rounds, evaluated in the background while training goes on)."""
+
+    def __init__(
+        self,
+        fitness: Callable[[nn.Module], float],
+        model: nn.Module,
+        train_loss: TrainLoss | None,
+    ) -> None:
+        self.fitness, self.model, self.train_loss = fitness, model, train_loss
+        self._scratch: nn.Module | None = None
+
+    def at(self, own: Tensor, aux: float, background: bool) -> Callable[[], float]:
+        if self.fitness is self.train_loss or getattr(self.fitness, "cheap", False):
+            value = (
+                aux
+                if self.fitness is self.train_loss
+                else fitness_value(self.fitness, self.model, own)
+            )
+            return lambda: value if math.isfinite(value) else math.inf
+        if not background:
+            return lambda: fitness_value(self.fitness, self.model, own)
+        if self._scratch is None:
+            self._scratch = copy.deepcopy(unwrap(self.model))
+        scratch = self._scratch
+
+        def on_snapshot() -> float:
+            load_weights(scratch, own)
+            return fitness_value(self.fitness, scratch, own)
+
+        return on_snapshot

@@ -2,15 +2,14 @@
 
 - :meth:`Exchange.fitness`: every particle's fitness (``all``) or the in-neighbours' (``ring``,
   ``random-k``, point to point), turned into a :class:`~nosync.core.planner.Plan`;
-- :meth:`Exchange.leader_weights`: the (local) leader's weights, sent in the exchange dtype (the
-  leader keeps its exact weights);
+- :meth:`Exchange.leader_weights`: the (local) leader's weights, sent in the wire dtype
+  (``Swarm(wire_dtype=)``; the leader keeps its exact weights);
 - :meth:`Exchange.live_sum`: a sum over the live particles, which finds out who diverged only
   when the sum says somebody did (rules without fitness pay nothing for it otherwise).
 
-Every particle's distance to its pull target (for the log) costs no collective of its own: each
-particle's distance at one round rides along with the next round's message (the fitness, or the
-sum of a rule without fitness: :func:`carrier` slots) and with ``Swarm.finalize``'s fitness
-after the last round.  In a neighbourhood only the particle's own is known (:func:`own_only`).
+Two of these messages carry a passenger for :class:`~nosync.core.distances.Distances` (the
+log's distances, which ride with the next round's message): :meth:`Exchange.fitness` one float
+per particle beside the fitness, :meth:`Exchange.live_sum` extra slots summed with the weights.
 """
 
 from __future__ import annotations
@@ -73,7 +72,7 @@ class Exchange:
             rows = dict(enumerate(t.all_gather(mine).view(-1, 3).tolist()))
         else:
             got = {j: torch.empty(3, dtype=F64, device=self.device) for j in hood.ins}
-            t.exchange({j: mine for j in hood.outs}, got)
+            t.send_recv({j: mine for j in hood.outs}, got)
             rows = {t.particle: [fit, aux, carried], **{j: v.tolist() for j, v in got.items()}}
         known = {i: row[0] for i, row in rows.items()}
         extra = {i: row[1] for i, row in rows.items()}
@@ -117,16 +116,16 @@ class Exchange:
         flags = {j: torch.empty(1, dtype=F64, device=self.device) for j in hood.outs}
         ask = 2.0 if plan.me_diverged else 1.0
         asks = {j: self._scalar(ask if j == leader else 0.0) for j in hood.ins}
-        self.transport.exchange(asks, flags)
+        self.transport.send_recv(asks, flags)
         packed = own.to(self.dtype)
         send = {j: packed for j, flag in flags.items() if flag.item()}
         want = leader if leader is not None and leader != me else None
         recv = {} if want is None else {want: torch.empty_like(own, dtype=self.dtype)}
-        self.transport.exchange(send, recv)
+        self.transport.send_recv(send, recv)
         ints = flatten_weights(model, integer=True)
         got_ints = {want: torch.empty_like(ints)} if want is not None and ask == 2.0 else {}
         if ints.numel():  # a third, usually empty, exchange: integer buffers for resets
-            self.transport.exchange(
+            self.transport.send_recv(
                 {j: ints for j, f in flags.items() if f.item() == 2.0}, got_ints
             )
         if leader is None:
@@ -138,8 +137,8 @@ class Exchange:
         self, t: Tensor, own: Tensor, plan: Plan, extra: Tensor | None = None
     ) -> tuple[Tensor, Plan, Tensor | None]:
         """The sum of ``t`` over the particles that have not diverged (they add zeros), and the
-        sum of ``extra`` (finite :func:`carrier` slots, sent by every particle) in the same
-        message.
+        sum of ``extra`` (finite slots sent by every particle,
+        :meth:`~nosync.core.distances.Distances.slots`) in the same message.
 
         Without fitness nobody knows who diverged; a non-finite sum (the same on every rank)
         tells, and only then the particles exchange who they are and sum again.
@@ -167,25 +166,3 @@ class Exchange:
         if any(g != gathered[0] for g in gathered):
             sizes = ", ".join(f"particle {i}: {g[0]} values" for i, g in enumerate(gathered))
             raise ValueError(f"model: the particles' models differ in shape ({sizes})")
-
-    def carrier(self, value: float) -> Tensor:
-        """This particle's slots of a summed message that carries one value (>= 0) per particle:
-        zeros but its own, which holds the value (``-1``: none; always finite, so the sum stays
-        a test of divergence).  Every particle sends its slots, a diverged one too."""
-        t = self.transport
-        slots = torch.zeros(t.particles, dtype=F64, device=self.device)
-        slots[t.particle] = value if math.isfinite(value) else -1.0
-        return slots
-
-    def own_only(self, distance: float) -> list[float | None]:
-        """A neighbourhood has no global view: this particle's distance, ``None`` for the rest."""
-        t = self.transport
-        return [
-            planner.finite_or_none(distance) if i == t.particle else None
-            for i in range(t.particles)
-        ]
-
-
-def uncarry(summed: Tensor) -> list[float | None]:
-    """Every particle's value from summed :meth:`Exchange.carrier` slots."""
-    return [v if v >= 0 else None for v in summed.double().tolist()]

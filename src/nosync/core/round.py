@@ -12,8 +12,9 @@ training goes on (``--round async``):
    restarts instead, with its optimizer and rule state cleared.
 
 The particle's distance to the anchor goes into the log, but with ``all`` particles it travels
-with the *next* round's message (``carry``): a round's record leaves with its distances unknown
-(``Outcome.awaits``) and the next round's outcome brings them (``Outcome.previous``).
+with the *next* round's message (:class:`~nosync.core.distances.Distances` owns that): a round's
+record leaves with its distances unknown (``Outcome.awaits``) and the next round's outcome
+brings them (``Outcome.previous``).
 
 :meth:`Round.apply` then moves the live model: onto the new position when no step was taken
 since the snapshot (a blocking round, or a reset), else by the correction ``new - snapshot``,
@@ -30,7 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from nosync.core.exchange import Exchange, uncarry
+from nosync.core.distances import Distances
+from nosync.core.exchange import Exchange
 from nosync.core.planner import Neighbourhood, Plan
 from nosync.core.records import RoundRecord, round_record
 from nosync.core.rules import Exchanged, Rule
@@ -86,11 +88,12 @@ class Round:
         optimizer: torch.optim.Optimizer,
         rule: Rule,
         exchange: Exchange,
+        distances: Distances,
     ) -> None:
         self.model, self.optimizer = model, optimizer
         self.rule, self.exchange, self.transport = rule, exchange, exchange.transport
+        self.distances = distances  # the log's distances, which ride with the next message
         self._checked = False
-        self.carry = math.nan  # this particle's distance at the last round, sent with the next
 
     def compute(
         self,
@@ -109,9 +112,9 @@ class Round:
         me = self.transport.particle
         got = Exchanged(pressure, plan.known.get(me, math.inf), particle=me, known=plan.known)
         ints = None
-        if self.rule.exchange == "leader":  # 2. what the rule needs
+        if self.rule.needs == "leader":  # 2. what the rule needs
             got.leader, ints = self.exchange.leader_weights(self.model, own, plan, hood)
-        elif self.rule.exchange == "sum":
+        elif self.rule.needs == "sum":
             plan, carried = self._sum(own, plan, got, hood is None and previous is None)
             previous = carried if carried is not None else previous
         new, distance, target = own, math.nan, None
@@ -130,13 +133,13 @@ class Round:
             step,
             fitness=plan.fitness_list() if uses_fitness else None,
             leader=plan.leader if uses_fitness else None,
-            distance=None if target is None or hood is None else self.exchange.own_only(distance),
+            distance=None if target is None or hood is None else self.distances.own_only(distance),
             target=target,
             pressure=got.pressure,
             reset=plan.resets,
             train_loss=plan.aux_list() if uses_fitness else None,
         )
-        self.carry = distance if awaits else math.nan
+        self.distances.hold(distance, awaits)
         reset = plan.me_diverged and new is not own
         return Outcome(record, own, new, reset, ints, awaits=awaits, previous=previous)
 
@@ -168,7 +171,7 @@ class Round:
         t = self.transport
         if not self.rule.needs_fitness:
             return Plan(t.particle, t.particles, everyone=hood is None), None
-        plan, previous = self.exchange.fitness(fitness(), hood, train_loss, self.carry)
+        plan, previous = self.exchange.fitness(fitness(), hood, train_loss, self.distances.carry)
         if plan.leader is None and plan.everyone:
             raise SwarmDivergedError(
                 f"every particle diverged at step {step} (fitness {list(plan.known.values())})",
@@ -179,7 +182,7 @@ class Round:
     def _sum(
         self, own: Tensor, plan: Plan, got: Exchanged, carry: bool
     ) -> tuple[Plan, list[float | None] | None]:
-        """Exchange ``sum``: the rule's contributions summed over the live particles (and,
+        """Needs ``sum``: the rule's contributions summed over the live particles (and,
         when ``carry``, the previous round's distances with them)."""
 
         def mean(t: Tensor) -> Tensor:
@@ -188,11 +191,11 @@ class Round:
             return total / (self.transport.particles - len(plan.diverged))
 
         self.rule.prepare(own, mean)
-        slots = self.exchange.carrier(self.carry) if carry else None
+        slots = self.distances.slots() if carry else None
         contribution = self.rule.contribution(own, got)
         got.total, plan, summed = self.exchange.live_sum(contribution, own, plan, slots)
         got.alive = self.transport.particles - len(plan.diverged)
-        return plan, None if summed is None else uncarry(summed)
+        return plan, None if summed is None else Distances.unslot(summed)
 
     def _reset(self, ints: Tensor | None) -> None:
         """A diverged particle: the leader's integer buffers (when the rule fetches a leader),

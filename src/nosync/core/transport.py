@@ -1,8 +1,9 @@
 """How particles talk: every collective of a round, its timing and its byte count.
 
 The round (``swarm.py``) never calls ``torch.distributed``; it asks a :class:`Transport` to
-gather, sum, broadcast or exchange point to point, and to hand a data-parallel particle's result
-from its first rank to the others.  Two transports:
+gather, sum, broadcast or send and receive point to point (:meth:`Transport.send_recv`; its old
+name ``exchange`` is deprecated), and to hand a data-parallel particle's result from its first
+rank to the others.  Two transports:
 
 - :class:`DistTransport`: ``torch.distributed`` on the swarm's process group (gloo, NCCL).
 - :class:`LocalWorld`: particles as threads of one process meeting at a barrier.  ``nosync
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,8 +79,29 @@ class Transport(ABC):
         """Particle ``src``'s ``t``: sent from ``src``, received into ``t`` elsewhere."""
 
     @abstractmethod
-    def exchange(self, send: dict[int, Tensor], recv: dict[int, Tensor]) -> None:
+    def send_recv(self, send: dict[int, Tensor], recv: dict[int, Tensor]) -> None:
         """Point to point: ``send[j]`` to particle ``j``; ``recv[j]`` filled from particle ``j``."""
+
+    def exchange(self, send: dict[int, Tensor], recv: dict[int, Tensor]) -> None:
+        """Deprecated name of :meth:`send_recv`."""
+        warnings.warn(
+            "Transport.exchange is deprecated; use Transport.send_recv",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self.send_recv(send, recv)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A transport written before the rename implements ``exchange``: it is its
+        ``send_recv`` (with a ``DeprecationWarning``)."""
+        super().__init_subclass__(**kwargs)
+        if "exchange" in cls.__dict__ and "send_recv" not in cls.__dict__:
+            warnings.warn(
+                f"{cls.__name__}.exchange is deprecated; implement send_recv",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            cls.send_recv = cls.__dict__["exchange"]  # type: ignore[method-assign]
 
     def share_in_particle(self, weights: list[Tensor], obj: Any) -> Any:
         """Hybrid particles: the first rank's ``weights`` (in place) and ``obj`` to the others."""
@@ -151,7 +174,7 @@ class DistTransport(Transport):
             t.copy_(w)
         return t
 
-    def exchange(self, send: dict[int, Tensor], recv: dict[int, Tensor]) -> None:
+    def send_recv(self, send: dict[int, Tensor], recv: dict[int, Tensor]) -> None:
         wired = {j: self._wire(t) for j, t in recv.items()}
         ops = [
             dist.P2POp(dist.isend, self._wire(t), group=self.group, group_peer=j)
@@ -235,7 +258,7 @@ class LocalTransport(Transport):
             t.copy_(parts[src])
         return t
 
-    def exchange(self, send: dict[int, Tensor], recv: dict[int, Tensor]) -> None:
+    def send_recv(self, send: dict[int, Tensor], recv: dict[int, Tensor]) -> None:
         with self._counted(nbytes(*send.values(), *recv.values())):
             posted = self.world.meet(self.particle, {j: t.clone() for j, t in send.items()})
         for j, buf in recv.items():

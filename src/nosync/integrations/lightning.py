@@ -87,7 +87,7 @@ class SwarmCallback(Callback):
         self.swarm = Swarm(
             pl_module,
             trainer.optimizers[0],
-            self.fitness,
+            fitness=self.fitness,
             period=self.period,
             pressure=self.pressure,
             rule=self.rule,

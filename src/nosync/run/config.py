@@ -22,7 +22,7 @@ from typing import Any
 
 import tomli_w
 
-from nosync.core import rules, selection
+from nosync.core import catalog, selection
 from nosync.core.topology import TOPOLOGIES
 from nosync.data.datasets import check_dataset_name
 from nosync.errors import UserError
@@ -56,9 +56,9 @@ class TrainConfig:
     strategy: str = _f("nosync", "training strategy", STRATEGIES)
     workers: int = _f(0, "number of ranks (default 4, or 1 for --strategy single)")
     ranks_per_particle: int = _f(1, "ranks per particle; >1 makes each particle a DDP group")
-    rule: str = _f("leader", "pull rule of the sync round", rules.RULES)
+    rule: str = _f("leader", "pull rule of the sync round", catalog.choices())
     pressure: float = _f(0.3, "pull strength p in [0, 1]")
-    schedule: str = _f("constant", "pressure schedule (linear ramps p to 1)", rules.SCHEDULES)
+    schedule: str = _f("constant", "pressure schedule (linear ramps p to 1)", catalog.SCHEDULES)
     period: int = _f(25, "optimizer steps between sync rounds")
     inertia: float = _f(0.5, "pso: velocity inertia")
     c1: float = _f(0.5, "pso: pull toward the particle's own best")
@@ -403,9 +403,11 @@ def _check_world(cfg: TrainConfig) -> None:
         raise UserError(f"workers: the single strategy runs one worker, got {cfg.workers}")
     if cfg.strategy == "ddp" and cfg.ranks_per_particle != cfg.workers:
         raise UserError("ranks_per_particle: ddp makes all workers one particle; leave it unset")
-    if cfg.topology != "all" and (cfg.strategy != "nosync" or cfg.rule in ("elastic", "weighted")):
+    if cfg.topology != "all" and (cfg.strategy != "nosync" or catalog.sums(cfg.rule)):
+        *most, last = catalog.local_rules()
         raise UserError(
-            f"topology: {cfg.topology} needs --strategy nosync with the leader, pso or none rule"
+            f"topology: {cfg.topology} needs --strategy nosync with the {', '.join(most)} or "
+            f"{last} rule"
         )
     if cfg.stragglers == "skip" and (cfg.strategy != "nosync" or cfg.ranks_per_particle > 1):
         raise UserError(
@@ -470,10 +472,10 @@ def _check_swarm_options(cfg: TrainConfig) -> None:
     if cfg.outer_momentum is not None and not 0 <= cfg.outer_momentum < 1:
         raise UserError(f"outer_momentum: must be in [0, 1), got {cfg.outer_momentum}")
     outer = (cfg.outer_lr or 0) > 0 or (cfg.outer_momentum or 0) > 0
-    if outer and cfg.strategy == "nosync" and cfg.rule not in rules.PULL_RULES:
+    if outer and cfg.strategy == "nosync" and cfg.rule not in catalog.outer_rules():
         raise UserError(
             f"outer_momentum: the outer step works with the rules "
-            f"{', '.join(rules.PULL_RULES)}, not {cfg.rule!r}"
+            f"{', '.join(catalog.outer_rules())}, not {cfg.rule!r}"
         )
     if cfg.select != "best" and cfg.strategy != "nosync":
         raise UserError(f"select: {cfg.select} is for --strategy nosync, not {cfg.strategy}")

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from nosync.core.evaluate import TrainLoss
+from nosync.core.options import RuleOptions
 from nosync.core.placement import Placement
 from nosync.core.records import RoundRecord
 from nosync.core.swarm import Swarm
@@ -31,28 +32,30 @@ def swarm_of(
 ) -> Swarm:
     """The :class:`Swarm` a configuration describes (``overrides`` win; e.g. a ``transport``)."""
     settings: dict[str, Any] = {
-        "mode": cfg.round,
+        "round": cfg.round,
         "delay": cfg.delay,  # None: automatic
         "period": cfg.period,
         "pressure": cfg.pressure,
         "rule": cfg.rule,
         "schedule": cfg.schedule,
         "total_steps": total_steps,
-        "inertia": cfg.inertia,
-        "c1": cfg.c1,
-        "c2": cfg.c2,
+        "options": RuleOptions(
+            inertia=cfg.inertia,
+            c1=cfg.c1,
+            c2=cfg.c2,
+            temperature=cfg.temperature,
+            outer_lr=cfg.outer_lr,  # None: step by the pressure
+            outer_momentum=cfg.outer_momentum or 0.0,  # None (automatic): none for a swarm
+        ),
         "seed": cfg.seed,
         "topology": cfg.topology,
         "neighbors": cfg.neighbors,
-        "exchange_dtype": getattr(torch, cfg.wire_dtype),
-        "temperature": cfg.temperature,
-        "outer_lr": cfg.outer_lr,  # None: step by the pressure
-        "outer_momentum": cfg.outer_momentum or 0.0,  # None (automatic): none for a swarm
+        "wire_dtype": getattr(torch, cfg.wire_dtype),
         "select": cfg.select,
     }
     if placement is not None:
         settings |= {"group": placement.swarm_group, "particle_group": placement.particle_group}
-    return Swarm(model, optimizer, fitness, **(settings | overrides))
+    return Swarm(model, optimizer, fitness=fitness, **(settings | overrides))
 
 
 class SwarmStrategy(Strategy):
