@@ -226,7 +226,7 @@ class Population:
             send = {loser: payload for loser, donor in moves.items() if donor == me}
         if me in moves:
             recv = {moves[me]: torch.empty(self._size(device), dtype=torch.float64, device=device)}
-        self.transport.exchange(send, recv)
+        self.transport.send_recv(send, recv)
         events = []
         for loser, donor in sorted(moves.items()):
             before = dict(self.values[donor])
