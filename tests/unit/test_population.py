@@ -19,7 +19,7 @@ from nosync.core.population import (
     state_slots,
 )
 from nosync.core.weights import flatten_weights
-from tests.support.threads import in_threads
+from support.threads import in_threads
 
 
 def _particle(i: int, kind: str = "sgd") -> tuple[nn.Module, torch.optim.Optimizer]:
@@ -146,7 +146,7 @@ def test_state_dict_round_trips_values_and_lineage() -> None:
     model, opt = _particle(2)
 
     class Alone:
-        particle, particles = 2, 4
+        particle, particles, is_head, hybrid = 2, 4, True, False
 
     fresh = Population(Explore("lr=0.01..1:log"), model, opt, Alone(), seed=0)  # type: ignore[arg-type]
     fresh.load_state_dict(state)

@@ -57,6 +57,7 @@ class Pending:
     future: Future | None = None
     outcome: Outcome | None = None  # None on the other ranks of a data-parallel particle
     comm: tuple[float, int] = field(default=(0.0, 0))
+    aux: float = float("nan")  # the training loss taken at the start (``--explore``'s fitness)
 
     def wait(self, timeout: float | None) -> None:
         """A background round's result, waited for no longer than ``timeout`` seconds (the

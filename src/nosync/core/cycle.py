@@ -16,6 +16,7 @@ from typing import Any
 
 from nosync.core.background import Background, Pending
 from nosync.core.evaluate import SnapshotFitness, TrainLoss
+from nosync.core.population import Population
 from nosync.core.records import RoundRecord
 from nosync.core.round import Outcome, Round
 from nosync.core.weights import flatten_weights
@@ -31,8 +32,10 @@ class RoundCycle:
         train_loss: TrainLoss | None,
         delay: int,
         background: Background | None,
+        population: Population | None = None,
     ) -> None:
         self.round, self.transport = round_, round_.transport
+        self.population = population  # ``explore=``: the exploit step after the pull
         self.fitness_at, self.train_loss = fitness_at, train_loss
         self.delay, self.background = delay, background
         self.pending: Pending | None = None
@@ -52,6 +55,9 @@ class RoundCycle:
         delay = self.delay if background else 0
         pending = Pending(self.started, step, step + delay, start)
         aux = self.train_loss.take() if self.train_loss is not None else math.nan
+        pending.aux = aux
+        if self.population is not None:
+            self.population.remember_layout()  # before a reset can clear it
         if self.transport.is_head:
             own = flatten_weights(self.round.model)  # a snapshot: training may go on
             fitness = self.fitness_at.at(own, aux, background)
@@ -78,6 +84,9 @@ class RoundCycle:
         pending.wait(self.transport.timeout)
         seconds, nbytes = self.transport.seconds, self.transport.bytes
         record = self.round.apply(pending.outcome, step - pending.step)
+        if self.population is not None:
+            own = self.fitness_at.at(flatten_weights(self.round.model), pending.aux, False)
+            self.population.land(record, pending.number, step, own)
         outcome = pending.outcome
         if outcome is not None:  # the previous round's distances came with this one
             self.round.distances.land(self.history, outcome.previous)

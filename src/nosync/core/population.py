@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from nosync.core import explore, topology
 from nosync.core.explore import Event, Lineage, Space
+from nosync.core.records import RoundRecord
 from nosync.core.transport import Transport
 from nosync.core.weights import flatten_weights, load_weights
 
@@ -160,7 +161,8 @@ class Population:
         self.config, self.space = config, config.resolved()
         self.model, self.optimizer, self.transport = model, optimizer, transport
         self.seed, self.topology, self.neighbors = seed, topology_, neighbors
-        self.values = self.space.initial(transport.particles, seed)
+        values = self.space.initial(transport.particles, seed) if transport.is_head else []
+        self.values = transport.share_in_particle([], values) if transport.hybrid else values
         self.lineage = Lineage([dict(v) for v in self.values])
         self._slots: list[Slot] | None = None
         self.apply_own()
@@ -207,6 +209,60 @@ class Population:
             if i in mine:
                 moves[i] = mine[i]
         return moves
+
+    def land(
+        self, record: RoundRecord, number: int, step: int, fitness_now: Callable[[], float]
+    ) -> None:
+        """After round ``number``'s pull landed (every rank): exploit on exploit rounds, and a
+        diverged particle at once; the round's record gets every particle's values and the
+        copies.  The other ranks of a data-parallel particle take their head's result."""
+        events: list[Event] = []
+        if self.transport.is_head:
+            fitness = self._fitness(record, fitness_now)
+            due = self.due(number)
+            if due or not all(math.isfinite(f) for f in fitness):
+                events = self.exploit(number, step, fitness, only_diverged=not due)
+        if self.transport.hybrid:
+            events = self._share(events)
+        record["explore"] = {
+            "values": self.table(),
+            "exploits": [e.record() for e in events],
+        }
+
+    def _fitness(self, record: RoundRecord, fitness_now: Callable[[], float]) -> list[float]:
+        """Every particle's fitness: the round's, when it knows the whole swarm's, else one
+        small all-gather of each particle's fitness now."""
+        known = record.get("fitness")
+        if self.topology == "all" and known is not None and len(known) == len(self.values):
+            return [math.inf if f is None else float(f) for f in known]
+        device = next(self.model.parameters()).device
+        mine = torch.tensor([fitness_now()], dtype=torch.float64, device=device)
+        return [
+            f if math.isfinite(f) else math.inf for f in self.transport.all_gather(mine).tolist()
+        ]
+
+    def _share(self, events: list[Event]) -> list[Event]:
+        """Hybrid particles: the head's table, copies and (when this particle copied) its new
+        weights and optimizer state go to the particle's other ranks."""
+        me = self.transport.particle
+        box = (self.values, [vars(e) for e in events], any(e.particle == me for e in events))
+        values, shared, copied = self.transport.share_in_particle([], box)
+        if not self.transport.is_head:
+            self.values = [dict(v) for v in values]
+            self.lineage.events.extend(Event(**e) for e in shared)
+        if copied:
+            self.remember_layout()
+            device = next(self.model.parameters()).device
+            flat = (
+                self._payload(device)
+                if self.transport.is_head
+                else torch.empty(self._size(device), dtype=torch.float64, device=device)
+            )
+            self.transport.share_in_particle([flat], None)
+            if not self.transport.is_head:
+                self._load(flat)
+                self.apply_own()
+        return [Event(**e) for e in shared]
 
     def exploit(
         self, number: int, step: int, fitness: Sequence[float], only_diverged: bool = False

@@ -8,7 +8,7 @@ agree on the keys.  Plain dicts (a ``TypedDict``) so that checkpoints stay loada
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 
 class RoundRecord(TypedDict):
@@ -27,6 +27,7 @@ class RoundRecord(TypedDict):
     #                      for async rounds)
     comm_bytes: int  # payload bytes of those collectives on this rank
     applied_step: int  # the optimizer step after which the pull landed (== step when blocking)
+    explore: NotRequired[dict]  # ``--explore``: every particle's values, this round's copies
 
 
 def round_record(

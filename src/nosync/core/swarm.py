@@ -21,7 +21,7 @@ context manager that hooks ``optimizer.step`` and leaves the user's loop alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +38,7 @@ from nosync.core.exchange import Exchange
 from nosync.core.hooks import StepHook
 from nosync.core.legacy import accepts_old_spellings
 from nosync.core.options import RuleOptions
+from nosync.core.population import Explore, Population
 from nosync.core.records import RoundRecord
 from nosync.core.round import Round, SwarmDivergedError
 from nosync.core.rule_objects import Rule
@@ -115,6 +116,11 @@ class Swarm(StepHook):
             ``"average"`` (the weight average) or ``"soup"`` (a greedy soup on the fitness).
         bn_data: re-iterable training batches (a list, a DataLoader) to recompute an averaged
             model's BatchNorm statistics (``"average"``/``"soup"`` on a model with BatchNorm).
+        explore: population based training inside the swarm: each particle trains with its own
+            hyperparameters, e.g. ``"lr=0.005..0.5:log"`` or an
+            :class:`~nosync.core.population.Explore` (how often, which quantile, a callback for
+            names the optimizer does not hold); every ``every`` rounds the worst particles take
+            a top particle's weights, optimizer state and perturbed hyperparameters.
 
     Old spellings (``mode=``, ``exchange_dtype=``, the flat rule options, the arguments after
     ``optimizer`` by position) work for one release with a ``DeprecationWarning`` (``legacy.py``).
@@ -165,6 +171,7 @@ class Swarm(StepHook):
         options: RuleOptions | None = None,
         select: str = "best",
         bn_data: Iterable[Any] | None = None,
+        explore: Explore | str | Mapping[str, object] | None = None,
     ) -> None:
         kind = checks.rule_class(rule, rules.REGISTRY)
         checks.check_basics(model, optimizer, fitness, period, pressure, schedule, total_steps)
@@ -190,7 +197,11 @@ class Swarm(StepHook):
         self.round = Round(model, optimizer, self.rule, exchange, self.distances)
         self.background = Background() if round == "async" else None
         fitness_at = SnapshotFitness(fitness, model, train_loss)
-        self._cycle = RoundCycle(self.round, fitness_at, train_loss, self.delay, self.background)
+        self.population = _population(explore, model, optimizer, transport, seed, topology,
+                                      neighbors)  # fmt: skip
+        self._cycle = RoundCycle(
+            self.round, fitness_at, train_loss, self.delay, self.background, self.population
+        )
         self.step = 0
         self.best_particle: int | None = None
         self.final_fitness: list[float | None] | None = None
@@ -313,6 +324,7 @@ class Swarm(StepHook):
             "pending": None if pending is None else pending.state_dict(),
             "train_loss": None if self.train_loss is None else self.train_loss.state_dict(),
             **self.distances.state_dict(),  # "carry", "awaiting"
+            "population": None if self.population is None else self.population.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -325,6 +337,24 @@ class Swarm(StepHook):
         if self.train_loss is not None and state.get("train_loss"):
             self.train_loss.load_state_dict(state["train_loss"])
         self.distances.load_state_dict(state)
+        if self.population is not None and state.get("population"):
+            self.population.load_state_dict(state["population"])
+
+
+def _population(
+    explore: Explore | str | Mapping[str, object] | None,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    transport: Transport,
+    seed: int,
+    topology: str,
+    neighbors: int,
+) -> Population | None:
+    if explore is None:
+        return None
+    config = explore if isinstance(explore, Explore) else Explore(explore)
+    return Population(config, unwrap(model), optimizer, transport, seed=seed, topology_=topology,
+                      neighbors=neighbors)  # fmt: skip
 
 
 def _transport(
