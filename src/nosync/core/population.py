@@ -47,7 +47,8 @@ class Explore:
     Args:
         space: the ranges, e.g. ``"lr=0.005..0.5:log,weight_decay=0..0.001"`` (see
             :class:`~nosync.core.explore.Space`).
-        every: exploit every ``every`` rounds.
+        every: exploit every ``every`` rounds (0: never, not even a diverged particle: the
+            particles keep their starting values, a sweep in one run).
         quantile: the bottom share that copies from the top share, in (0, 0.5].
         factors: explore multiplies a copied value by one of these ...
         resample: ... or, with this probability, draws it again from its range.
@@ -67,8 +68,8 @@ class Explore:
     def resolved(self) -> Space:
         names = None if self.apply is not None else OPTIMIZER_NAMES
         space = Space.of(self.space, names)
-        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
-            raise ValueError(f"explore: every must be a positive int, got {self.every!r}")
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 0:
+            raise ValueError(f"explore: every must be an int >= 0, got {self.every!r}")
         explore.check_quantile(self.quantile)
         if not 0 <= self.resample <= 1 or not self.factors or min(self.factors) <= 0:
             raise ValueError("explore: resample must be in [0, 1] and the factors positive")
@@ -176,7 +177,7 @@ class Population:
         return self.values[self.particle]
 
     def due(self, number: int) -> bool:
-        return number % self.config.every == 0
+        return self.config.every > 0 and number % self.config.every == 0
 
     def apply_own(self) -> None:
         """This particle's values into its optimizer (and the user's callback)."""
@@ -220,7 +221,8 @@ class Population:
         if self.transport.is_head:
             fitness = self._fitness(record, fitness_now)
             due = self.due(number)
-            if due or not all(math.isfinite(f) for f in fitness):
+            diverged = not all(math.isfinite(f) for f in fitness)
+            if due or (diverged and self.config.every > 0):
                 events = self.exploit(number, step, fitness, only_diverged=not due)
         if self.transport.hybrid:
             events = self._share(events)

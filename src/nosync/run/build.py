@@ -35,6 +35,7 @@ from nosync.data.datasets import (
 from nosync.errors import UserError
 from nosync.run import devices
 from nosync.run.config import TrainConfig
+from nosync.run.exploring import SmoothedLoss, explores_smoothing
 from nosync.run.models import build_model
 
 TRAIN_EVAL_EXAMPLES = 2000  # training accuracy (for the generalisation gap) on a fixed subset
@@ -147,6 +148,8 @@ def label_smoothing(cfg: TrainConfig, particle: int) -> float:
 def train_loss(cfg: TrainConfig, task: Task, particle: int) -> Loss:
     """The loss a particle trains on: the task's, or under ``--diversity`` cross-entropy with
     the particle's own label smoothing (the fitness stays the plain loss, the same for all)."""
+    if explores_smoothing(cfg):  # the explore step sets each particle's own
+        return SmoothedLoss()
     smoothing = label_smoothing(cfg, particle)
     if not smoothing:
         return task.loss

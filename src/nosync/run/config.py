@@ -36,6 +36,8 @@ from nosync.run.strategies.names import STRATEGIES, SWARMS
 from nosync.user import is_spec
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+EXPLORE_FITNESS = "held-out"  # --explore's default fitness: the training loss is biased by lr
+EXPLOIT_EVERY = 10  # rounds between exploit steps (issue 19's grid, RESULTS)
 LOGGERS = ("none", "tensorboard")
 
 
@@ -77,6 +79,24 @@ class TrainConfig:
     )
     diversity: bool = _f(
         False, "each particle trains with its own label smoothing in [0, 0.1] (seeded)"
+    )
+    explore: str = _f(
+        "",
+        "population based training inside the swarm: each particle trains with its own "
+        "hyperparameters, NAME=LOW..HIGH[:log],... (lr, weight_decay, momentum, label_smoothing, "
+        "beta1, beta2), spread one stratum per particle; the worst copy the best and perturb",
+    )
+    exploit_every: int = _f(
+        EXPLOIT_EVERY, "explore: rounds between exploit steps (0: never, a sweep in one run)"
+    )
+    exploit_quantile: float = _f(
+        0.25, "explore: the bottom share of the ranking copies the top share, in (0, 0.5]"
+    )
+    explore_factors: str = _f(
+        "0.8,1.25", "explore: a copied value is multiplied by one of these factors ..."
+    )
+    explore_resample: float = _f(
+        0.25, "explore: ... or, with this probability, drawn again from its range"
     )
     select: str = _f(
         "best",
@@ -252,6 +272,8 @@ def read_toml(path: str, warn: bool = True) -> dict[str, Any]:
 
 
 def _coerce(key: str, value: Any, where: str) -> Any:
+    if key == "explore" and isinstance(value, dict):  # the TOML form: a table of ranges
+        return explore_text(value, where)
     base, optional = kind(key)
     if optional and value == AUTO:
         return None
@@ -265,6 +287,20 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         expected = f'{base} or "{AUTO}"' if optional else base
         raise UserError(f"{where} must be {expected}, got {value!r}")
     return float(value) if base == "float" else value
+
+
+def explore_text(table: dict[str, Any], where: str) -> str:
+    """``{lr = "0.005..0.5:log", weight_decay = [0, 0.001]}`` as ``--explore`` text."""
+    parts = []
+    for name, spec in table.items():
+        if isinstance(spec, list) and len(spec) in (2, 3):
+            log = ":log" if len(spec) == 3 and spec[2] == "log" else ""
+            parts.append(f"{name}={spec[0]}..{spec[1]}{log}")
+        elif isinstance(spec, str):
+            parts.append(f"{name}={spec}")
+        else:
+            raise UserError(f'{where}.{name} must be "LOW..HIGH[:log]" or [LOW, HIGH, "log"]')
+    return ",".join(parts)
 
 
 def resolve(
@@ -294,6 +330,8 @@ def resolve(
         cfg.outer_lr = 0.7
     if cfg.outer_momentum is None:
         cfg.outer_momentum = 0.9 if diloco else 0.0
+    if cfg.explore and "fitness" not in given:
+        cfg.fitness = EXPLORE_FITNESS  # judging particles that differ (RESULTS)
     if not cfg.out:
         cfg.out = str(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.strategy}")
     validate(cfg)
@@ -342,6 +380,9 @@ def unused(cfg: TrainConfig) -> dict[str, str]:
             f"does not apply to --strategy {s}: one particle has no others to differ from (it "
             "would only train with a random label smoothing)"
         )
+    if not cfg.explore:
+        for name in ("exploit_every", "exploit_quantile", "explore_factors", "explore_resample"):
+            why[name] = _no("no --explore", "--explore")
     if cfg.topology != "random-k":
         why["neighbors"] = _no(f"--topology {cfg.topology}", "--topology random-k")
     if cfg.optimizer in ("adam", "adamw"):
@@ -374,6 +415,37 @@ def validate(cfg: TrainConfig) -> None:
     _check_numbers(cfg)
     check_ranks(cfg.inject, cfg.workers)
     _check_your_own(cfg)
+    _check_explore(cfg)
+
+
+def _check_explore(cfg: TrainConfig) -> None:
+    """``--explore``: its ranges, the swarm it needs, and what the optimizer and loss hold."""
+    if not cfg.explore:
+        return
+    from nosync.core.explore import Space, check_quantile
+
+    if cfg.strategy != "nosync":
+        raise UserError(
+            f"explore: needs --strategy nosync (a swarm that compares its particles); "
+            f"{cfg.strategy} trains one shared set of hyperparameters"
+        )
+    try:
+        space = Space.parse(cfg.explore)
+        check_quantile(cfg.exploit_quantile)
+        factors = [float(f) for f in cfg.explore_factors.split(",")]
+    except ValueError as err:
+        raise UserError(str(err).replace("explore factors", "explore_factors")) from None
+    if not factors or min(factors) <= 0:
+        raise UserError(f"explore_factors: must be positive numbers, got {cfg.explore_factors!r}")
+    if not 0 <= cfg.explore_resample <= 1 or cfg.exploit_every < 0:
+        bad = "explore_resample" if not 0 <= cfg.explore_resample <= 1 else "exploit_every"
+        raise UserError(f"{bad}: invalid value {getattr(cfg, bad)!r}")
+    adam = cfg.optimizer in ("adam", "adamw")
+    for name in space.names:
+        if name in ("beta1", "beta2") and not adam:
+            raise UserError(f"explore: {name} needs --optimizer adam or adamw")
+        if name == "label_smoothing" and (cfg.loss != "cross_entropy" or cfg.diversity):
+            raise UserError("explore: label_smoothing needs --loss cross_entropy, not --diversity")
 
 
 def _check_values(cfg: TrainConfig) -> None:

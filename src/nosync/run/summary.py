@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch import nn
 
 from nosync.core.placement import Placement
-from nosync.run import attempt, devices
+from nosync.run import attempt, devices, exploring
 from nosync.run.build import label_smoothing
 from nosync.run.clocks import Clocks
 from nosync.run.config import SWARMS, TrainConfig
@@ -142,6 +142,7 @@ class RunSummary:
             ),
             "final_fitness": strategy.final_fitness(),
             "test_accuracy": test_accuracy,
+            "explore": exploring.summary_of(strategy.population, strategy.best_particle),
         }
 
     def _rounds(

@@ -21,7 +21,7 @@ from nosync.core.evaluate import TrainLoss
 from nosync.core.placement import Placement
 from nosync.data.datasets import Batches
 from nosync.errors import Diverged
-from nosync.run import build, devices, lr_schedule, strategies
+from nosync.run import build, devices, exploring, lr_schedule, strategies
 from nosync.run.config import TrainConfig
 from nosync.run.control import Control
 from nosync.run.monitor import Monitor
@@ -108,8 +108,10 @@ def setup(cfg: TrainConfig, place: Placement) -> Run:
     total = cfg.steps or max(1, round(cfg.epochs * batches.steps_per_epoch))
     scheduler = lr_schedule.scheduler(optimizer, cfg, total, place.ranks_per_particle)
     bn_data = build.bn_batches(cfg, task)  # an averaged model's BatchNorm statistics
+    loss_fn = build.train_loss(cfg, task, place.particle)  # --diversity, --explore: its own
+    explore = exploring.explore_of(cfg, scheduler, loss_fn)  # each particle's own lr, ...
     strategy = strategies.build(
-        strategies.Context(cfg, model, optimizer, fitness, place, total, losses, bn_data)
+        strategies.Context(cfg, model, optimizer, fitness, place, total, losses, bn_data, explore)
     )
     control = Control(cfg, place, model, optimizer, scheduler, strategy, total)
     resumed = control.restore()
@@ -117,7 +119,7 @@ def setup(cfg: TrainConfig, place: Placement) -> Run:
     monitor.begin(strategy, resumed)
     return Run(  # (keyword order is call order: the original one)
         net=build.compiled(cfg, strategy.net),  # --compile: torch.compile
-        loss_fn=build.train_loss(cfg, task, place.particle),  # --diversity: per-particle smoothing
+        loss_fn=loss_fn,
         feed=build.stream(cfg, task, batches, strategy.step, total),  # resumes mid-epoch
         observe=strategy.reads(losses),  # kept only where a round logs it or it is the fitness
         model=model,

@@ -29,7 +29,7 @@ from nosync.core.transport import LocalWorld
 from nosync.core.weights import flatten_weights
 from nosync.data.datasets import Batches
 from nosync.errors import Diverged, UserError
-from nosync.run import build, loggers, lr_schedule
+from nosync.run import build, exploring, loggers, lr_schedule
 from nosync.run.build import Task
 from nosync.run.config import TrainConfig
 from nosync.run.metrics import SUMMARY_KEYS
@@ -62,6 +62,7 @@ class Particle:
             train_loss=self.losses,
             transport=world.endpoint(index),
             bn_data=build.bn_batches(cfg, task),
+            explore=exploring.explore_of(cfg, self.scheduler, self.loss),
         )
 
     def train(self, until: int) -> None:
@@ -156,6 +157,7 @@ def simulate(cfg: TrainConfig, particles: int) -> dict[str, Any]:
         "ensemble_test_accuracy": accuracy_of(probs.mean(0), task.data.y_test),
         "best_particle": best.index,
         "final_fitness": final["fitness"],
+        "explore": exploring.summary_of(best.swarm.population, best.index),
         **_rounds_and_time(swarm, start),
     }
     outputs.finished(summary, best.model, SIMULATED_KEYS)

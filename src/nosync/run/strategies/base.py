@@ -22,6 +22,7 @@ from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_
 from nosync.core.evaluate import TrainLoss
 from nosync.core.hooks import StepHook
 from nosync.core.placement import Placement
+from nosync.core.population import Explore, Population
 from nosync.core.records import RoundRecord
 from nosync.run.config import TrainConfig
 
@@ -34,7 +35,7 @@ class Context:
     the fitness, where this rank sits (``placement``: its groups and device) and the run's
     length; ``losses`` is the training loop's running training loss (a swarm logs it, and uses
     it under train-loss fitness), ``bn_data`` training batches for an averaged model's
-    BatchNorm statistics."""
+    BatchNorm statistics, ``explore`` the swarm's population based training."""
 
     cfg: TrainConfig
     model: nn.Module
@@ -44,6 +45,7 @@ class Context:
     total_steps: int
     losses: TrainLoss | None = None
     bn_data: list[Tensor] | None = None
+    explore: Explore | None = None  # ``--explore`` (run/exploring.py), for the swarm
 
 
 class CommCounter:
@@ -140,6 +142,11 @@ class Strategy(StepHook):
         ``fitness`` and flat ``weights`` (one row each): a particle (its row), or the flat
         weights of a model that is none of them (an average, a centre variable)."""
         return 0  # the one model
+
+    @property
+    def population(self) -> Population | None:
+        """``--explore``'s particles' hyperparameters and copies (a swarm's; else None)."""
+        return None
 
     def describe_selected(self) -> str:
         return "the model"

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from nosync.core.evaluate import TrainLoss
 from nosync.core.options import RuleOptions
 from nosync.core.placement import Placement
+from nosync.core.population import Population
 from nosync.core.records import RoundRecord
 from nosync.core.swarm import Swarm
 from nosync.run.config import TrainConfig
@@ -74,11 +75,15 @@ class SwarmStrategy(Strategy):
         super().__init__(model, optimizer, placement)
         self.swarm = swarm
 
+    @property
+    def population(self) -> Population | None:
+        return self.swarm.population
+
     @classmethod
     def build(cls, ctx: Context) -> Strategy:
         swarm = swarm_of(
             ctx.cfg, ctx.model, ctx.optimizer, ctx.fitness, ctx.total_steps, ctx.placement,
-            train_loss=ctx.losses, bn_data=ctx.bn_data,
+            train_loss=ctx.losses, bn_data=ctx.bn_data, explore=ctx.explore,
         )  # fmt: skip
         return cls(ctx.model, ctx.optimizer, ctx.placement, swarm)
 
