@@ -39,3 +39,19 @@ def test_a_rounds_blocked_and_comm_seconds_go_to_their_own_tags() -> None:
     assert writer.scalars["round/bytes"] == [(4096, 25)]
     # the old tag keeps its old meaning (time in collectives) for one release
     assert writer.scalars["round/seconds_blocked"] == [(0.125, 25)]
+
+
+def test_explore_writes_each_particles_hyperparameters_and_the_copies() -> None:
+    board, writer = _board()
+    record: dict[str, Any] = dict(round_record(2, 50, target="leader", pressure=0.3))
+    record["explore"] = {
+        "values": [{"lr": 0.1, "weight_decay": 0.0}, {"lr": 0.02, "weight_decay": 1e-4}],
+        "exploits": [{"particle": 1, "donor": 0, "values": {"lr": 0.02, "weight_decay": 1e-4}}],
+    }
+    board.write({"type": "round", **record})
+    assert writer.scalars["explore/lr/particle_0"] == [(0.1, 50)]
+    assert writer.scalars["explore/lr/particle_1"] == [(0.02, 50)]
+    assert writer.scalars["explore/weight_decay/particle_1"] == [(1e-4, 50)]
+    assert writer.scalars["explore/copies"] == [(1, 50)]
+    board.write({"type": "round", **dict(round_record(3, 75))})  # no --explore: no tags
+    assert writer.scalars["explore/copies"] == [(1, 50)]

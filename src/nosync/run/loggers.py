@@ -89,6 +89,7 @@ class TensorBoard:
                 if record.get(key) is not None:
                     scalar(tag, record[key], step)
             scalar("swarm/particles_reset", len(record.get("reset") or []), step)
+            self._explore(record.get("explore"), step)
         elif kind == "eval":
             self._per_particle("test_accuracy", record.get("test_accuracy"), step)
             self._per_particle("train_accuracy", record.get("train_accuracy"), step)
@@ -103,6 +104,16 @@ class TensorBoard:
                     scalar(tag, record[key], step)
         elif kind == "final" and record.get("test_accuracy") is not None:
             scalar("selected/final_test_accuracy", record["test_accuracy"], step)
+
+    def _explore(self, explore: dict[str, Any] | None, step: int) -> None:
+        """``--explore``: each particle's value of each hyperparameter (``explore/lr/particle_2``)
+        and the copies this round."""
+        if not explore:
+            return
+        values = explore["values"]
+        for name in values[0] if values else ():
+            self._per_particle(f"explore/{name}", [v[name] for v in values], step)
+        self.writer.add_scalar("explore/copies", len(explore["exploits"]), step)
 
     def _per_particle(self, name: str, values: list[float | None] | None, step: int) -> None:
         for i, value in enumerate(values or []):
