@@ -10,6 +10,7 @@ spellings (``compat.py``: a renamed key, ``delay = -1``) still work, with one wa
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -97,6 +98,11 @@ class TrainConfig:
     )
     explore_resample: float = _f(
         0.25, "explore: ... or, with this probability, drawn again from its range"
+    )
+    replay: str = _f(
+        "",
+        "retrain on the winner's schedule of the --explore run in this folder (its values by "
+        "step), with --strategy single or localsgd",
     )
     select: str = _f(
         "best",
@@ -419,7 +425,15 @@ def validate(cfg: TrainConfig) -> None:
 
 
 def _check_explore(cfg: TrainConfig) -> None:
-    """``--explore``: its ranges, the swarm it needs, and what the optimizer and loss hold."""
+    """``--explore``: its ranges, the swarm it needs, and what the optimizer and loss hold;
+    ``--replay``: the strategies that train one schedule."""
+    if cfg.replay and (cfg.explore or cfg.strategy not in ("single", "localsgd")):
+        raise UserError(
+            "replay: retrains one schedule with --strategy single or localsgd (not "
+            f"{'--explore' if cfg.explore else '--strategy ' + cfg.strategy})"
+        )
+    if cfg.replay:
+        load_schedule(cfg.replay)  # refused here, before any worker starts
     if not cfg.explore:
         return
     from nosync.core.explore import Space, check_quantile
@@ -446,6 +460,22 @@ def _check_explore(cfg: TrainConfig) -> None:
             raise UserError(f"explore: {name} needs --optimizer adam or adamw")
         if name == "label_smoothing" and (cfg.loss != "cross_entropy" or cfg.diversity):
             raise UserError("explore: label_smoothing needs --loss cross_entropy, not --diversity")
+
+
+def load_schedule(run: str) -> list[dict[str, Any]]:
+    """The winner's schedule an ``--explore`` run's ``summary.json`` holds (``--replay RUN``)."""
+    path = Path(run) / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"replay: {run} holds no finished run (no summary.json)") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"replay: cannot read {path}: {err}") from None
+    explore = summary.get("explore") if isinstance(summary, dict) else None
+    schedule = explore.get("schedule") if isinstance(explore, dict) else None
+    if not schedule:
+        raise UserError(f"replay: {run} is not a finished --explore run (no winner's schedule)")
+    return list(schedule)
 
 
 def _check_values(cfg: TrainConfig) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nosync.core.population import Explore, Population
+from nosync.core.population import OPTIMIZER_NAMES, Explore, Population, apply_to_optimizer
 from nosync.run.config import TrainConfig
 
 
@@ -27,6 +28,10 @@ class SmoothedLoss:
 
 
 def explores_smoothing(cfg: TrainConfig) -> bool:
+    """Whether the training loss's label smoothing may change while training (an explored or
+    replayed ``label_smoothing``)."""
+    if cfg.replay:
+        return cfg.loss == "cross_entropy"
     return bool(cfg.explore) and "label_smoothing=" in cfg.explore.replace(" ", "")
 
 
@@ -66,3 +71,37 @@ def summary_of(population: Population | None, winner: int | None) -> dict[str, A
         "winner": winner,
         "schedule": None if winner is None else population.lineage.schedule(winner),
     }
+
+
+class Replay:
+    """``--replay RUN``: the winner's schedule applied by optimizer step, as the explore run's
+    winner line trained with it (Ray Tune's ``PopulationBasedTrainingReplay``): from each
+    change's step on, its values."""
+
+    def __init__(
+        self, schedule: list[dict[str, Any]], optimizer: torch.optim.Optimizer, scheduler: Any,
+        loss: object, step: int,
+    ) -> None:  # fmt: skip
+        self.schedule, self.optimizer, self.scheduler, self.loss = (
+            schedule,
+            optimizer,
+            scheduler,
+            loss,
+        )
+        self.step, self.current = step, -1
+        self._apply()
+        optimizer.register_step_post_hook(self._after_step)
+
+    def _after_step(self, *_: object) -> None:
+        self.step += 1
+        self._apply()
+
+    def _apply(self) -> None:
+        """The values of the last change at or before this step, once per change."""
+        due = max(i for i, change in enumerate(self.schedule) if change["step"] <= self.step)
+        if due != self.current:
+            self.current, values = due, self.schedule[due]["values"]
+            own = {k: v for k, v in values.items() if k in OPTIMIZER_NAMES}
+            apply_to_optimizer(self.optimizer, own, self.scheduler)
+            if "label_smoothing" in values and isinstance(self.loss, SmoothedLoss):
+                self.loss.smoothing = float(values["label_smoothing"])

@@ -22,7 +22,7 @@ from nosync.core.placement import Placement
 from nosync.data.datasets import Batches
 from nosync.errors import Diverged
 from nosync.run import build, devices, exploring, lr_schedule, strategies
-from nosync.run.config import TrainConfig
+from nosync.run.config import TrainConfig, load_schedule
 from nosync.run.control import Control
 from nosync.run.monitor import Monitor
 
@@ -115,6 +115,9 @@ def setup(cfg: TrainConfig, place: Placement) -> Run:
     )
     control = Control(cfg, place, model, optimizer, scheduler, strategy, total)
     resumed = control.restore()
+    if cfg.replay:  # --replay: the explore run's winner's schedule, by step
+        exploring.Replay(load_schedule(cfg.replay), optimizer, scheduler, loss_fn,
+                         strategy.step)  # fmt: skip
     monitor = Monitor(cfg, place, task, total, batches.steps_per_epoch, wall_start, bn_data)
     monitor.begin(strategy, resumed)
     return Run(  # (keyword order is call order: the original one)
