@@ -297,3 +297,17 @@ def left_behind(folder: Path, **files: str) -> Path:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text)
     return folder
+
+
+def back_to_checkpoint(out: Path, step: int) -> None:
+    """Point a finished run's ``latest.json`` back at its checkpoint of ``step`` and remove its
+    final files, as if it had stopped there: ``--resume`` then replays the rest."""
+    folder = out / "checkpoints" / f"step-{step:09d}"
+    assert folder.is_dir(), f"no checkpoint of step {step} (a run keeps its last two)"
+    latest_path = out / "checkpoints" / "latest.json"
+    latest = json.loads(latest_path.read_text())
+    digests = {p.with_suffix(".pt").name: p.read_text().strip() for p in folder.glob("*.sha256")}
+    latest.update(step=step, dir=folder.name, sha256=digests)
+    latest_path.write_text(json.dumps(latest))
+    for name in ("final.pt", "final.safetensors", "summary.json"):
+        (out / name).unlink(missing_ok=True)
