@@ -13,6 +13,7 @@ import torch
 from nosync import Swarm
 from nosync.core.population import Explore
 from nosync.core.weights import flatten_weights
+
 from support.helpers import bn_model, train_steps
 from support.threads import in_threads
 

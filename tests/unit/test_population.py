@@ -19,6 +19,7 @@ from nosync.core.population import (
     state_slots,
 )
 from nosync.core.weights import flatten_weights
+
 from support.threads import in_threads
 
 
