@@ -1,0 +1,139 @@
+"""Issue-19 grid: does one exploring swarm run replace an lr sweep?  ``nosync simulate`` cells.
+
+    python benchmarks/explore_grid.py --particles 4 --seeds 0,1,2 --jobs 2 \
+        --configs astar,explore-weighted,explore-none,pbt,sweep
+
+Configurations (Fashion-MNIST, mlp, 3 epochs, period 10; every cell one ``nosync simulate``):
+
+- ``astar``: averaging (``elastic``, pressure 1: torch's periodic averaging, ``localsgd``) at
+  each lr of the 5-point grid log-spaced over 0.005..0.5; A* is the best grid point per seed
+  set, and its compute is the whole grid's;
+- ``explore-RULE``: one run with ``--explore lr=0.005..0.5:log`` and the rule's pull
+  (``weighted``: T 0.1, pressure 1; ``leader``/``elastic``: the defaults); ``none`` is PBT
+  with this project's explore factors (0.8/1.25);
+- ``pbt``: Ray Tune's semantics (quantile 0.25, factors 1.2/0.8, resample 0.25, no pull);
+- ``sweep``: the same spread of starting values, no exploit and no pull (a sweep in one run);
+- ``off-low``/``off-high``: ``explore-weighted`` with the range off-centre (0.0005..0.05 and
+  0.05..5).
+
+Finished cells are skipped when the script runs again.  Writes
+``benchmarks/results/explore/grid.json`` and prints a table of test accuracy (mean over seeds)
+with the samples each row trained on, over every run it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nosync_run
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "results" / "explore"
+GRID = (0.005, 0.0158, 0.05, 0.158, 0.5)
+RANGE = "lr=0.005..0.5:log"
+BASE = ["--dataset", "fashion-mnist", "--model", "mlp", "--epochs", "3", "--period", "10"]
+BASE += ["--threads", "1", "--eval-every", "0"]
+CONFIGS: dict[str, list[list[str]]] = {
+    "astar": [["--rule", "elastic", "--pressure", "1", "--lr", str(lr)] for lr in GRID],
+    "explore-weighted": [["--explore", RANGE, "--rule", "weighted", "--temperature", "0.1",
+                          "--pressure", "1"]],
+    "explore-leader": [["--explore", RANGE, "--rule", "leader"]],
+    "explore-elastic": [["--explore", RANGE, "--rule", "elastic"]],
+    "explore-none": [["--explore", RANGE, "--rule", "none"]],
+    "pbt": [["--explore", RANGE, "--rule", "none", "--explore-factors", "0.8,1.2"]],
+    "sweep": [["--explore", RANGE, "--rule", "none", "--exploit-every", "0"]],
+    "off-low": [["--explore", "lr=0.0005..0.05:log", "--rule", "weighted", "--temperature",
+                 "0.1", "--pressure", "1"]],
+    "off-high": [["--explore", "lr=0.05..5:log", "--rule", "weighted", "--temperature", "0.1",
+                  "--pressure", "1"]],
+}  # fmt: skip
+
+
+def cell_dir(config: str, index: int, particles: int, seed: int, extra: list[str]) -> Path:
+    tag = "-".join(extra).replace("=", "").replace("/", "") if extra else "default"
+    return OUT / f"{config}-{index}-P{particles}-s{seed}-{tag}"
+
+
+def run_cell(config: str, index: int, particles: int, seed: int, extra: list[str]) -> dict:
+    flags = [*BASE, *CONFIGS[config][index], "--particles", str(particles), "--seed", str(seed)]
+    run = nosync_run.run("simulate", [*flags, *extra], cell_dir(config, index, particles, seed,
+                                                                extra))  # fmt: skip
+    s = run.summary
+    return {
+        "config": config,
+        "index": index,
+        "particles": particles,
+        "seed": seed,
+        "extra": extra,
+        "flags": CONFIGS[config][index],
+        "test_accuracy": s.get("test_accuracy"),
+        "diverged": s.get("diverged"),
+        "steps": s.get("steps"),
+        "samples": (s.get("steps") or 0) * particles * 32,  # every particle's, batch 32
+        "schedule": s.get("explore", {}).get("schedule") if isinstance(s.get("explore"), dict)
+        else None,
+    }  # fmt: skip
+
+
+def table(cells: list[dict]) -> str:
+    rows = ["| configuration | P | test acc % (mean over seeds) | seeds | samples per seed (M) |"]
+    rows.append("|---|---|---|---|---|")
+    by: dict[tuple[str, int], list[dict]] = {}
+    for c in cells:
+        by.setdefault((c["config"], c["particles"]), []).append(c)
+    for (config, p), group in sorted(by.items()):
+        seeds = sorted({c["seed"] for c in group})
+        if config == "astar":  # the best grid point, chosen on the mean over the seeds
+            per_lr = {i: [c for c in group if c["index"] == i] for i in {c["index"] for c in group}}
+            means = {i: statistics.mean(100 * (c["test_accuracy"] or 0) for c in cs)
+                     for i, cs in per_lr.items()}  # fmt: skip
+            best = max(means, key=means.__getitem__)
+            grid = sum(c["samples"] for c in group) / len(seeds) / 1e6  # the whole grid's
+            rows.append(
+                f"| A* (lr {GRID[best]}) | {p} | {means[best]:.2f} | {seeds} | {grid:.1f} |"
+            )
+            continue
+        accs = [100 * (c["test_accuracy"] or 0) for c in group]
+        extra = " ".join(group[0]["extra"])
+        name = f"{config} {extra}".strip()
+        m = sum(c["samples"] for c in group) / len(seeds) / 1e6
+        rows.append(f"| {name} | {p} | {statistics.mean(accs):.2f} | {seeds} | {m:.1f} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--particles", default="4")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--extra", default="", help="more flags for every cell, space-separated")
+    args = ap.parse_args()
+    extra = args.extra.split()
+    todo = [
+        (config, i, int(p), int(s), extra)
+        for p in args.particles.split(",")
+        for s in args.seeds.split(",")
+        for config in args.configs.split(",")
+        for i in range(len(CONFIGS[config]))
+    ]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        cells = list(pool.map(lambda t: run_cell(*t), todo))
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "grid.json"
+    old = json.loads(path.read_text()) if path.exists() else []
+    done = {(t[0], t[1], t[2], t[3], " ".join(t[4])) for t in todo}
+    keep = [
+        c for c in old
+        if (c["config"], c["index"], c["particles"], c["seed"], " ".join(c["extra"])) not in done
+    ]  # fmt: skip
+    path.write_text(json.dumps(keep + cells, indent=1))
+    print(table(keep + cells))
+
+
+if __name__ == "__main__":
+    main()
