@@ -59,8 +59,8 @@ CASES = [
     (["--explore", "lr=0.5..0.005"], "explore: lr=0.5..0.005 has LOW > HIGH"),
     (["--explore", "lr=0..0.5:log"], "explore: lr=...:log needs LOW > 0, got 0.0"),
     (["--explore", "lr=0.01..0.5", "--exploit-quantile", "0.75"], "quantile must be in (0, 0.5]"),
-    (["--explore", "lr=0.01..0.5", "--strategy", "localsgd"], "explore: needs --strategy nosync"),
-    (["--explore", "lr=0.01..0.5", "--strategy", "single"], "explore: needs --strategy nosync"),
+    (["--explore", "lr=0.01..0.5", "--strategy", "localsgd"], "explore: does nothing with --str"),
+    (["--explore", "lr=0.01..0.5", "--strategy", "single"], "explore: does nothing with --stra"),
     (["--explore", "beta1=0.8..0.95"], "explore: beta1 needs --optimizer adam or adamw"),
     (["--exploit-every", "3"], "exploit_every: does nothing with no --explore"),
     # more than the data holds: refused in preflight, not in the workers

@@ -229,3 +229,30 @@ def test_report_of_a_file_nosync_did_not_write_is_one_line(tmp_path: Path, case,
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert err.startswith(f"nosync: error: report: {tmp_path}/") and message in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files)  # nothing written
+
+
+def test_explore_baselines_are_labels_and_explore_reaches_only_the_swarm(tmp_path: Path) -> None:
+    """``pbt`` (no pull, Ray's factors) and ``sweep`` (no copies) take the shared --explore;
+    a localsgd cell of the same grid trains without it; a baseline without it is refused."""
+    assert parse_labels("pbt,sweep,nosync-weighted,localsgd:lr=0.0158") == [
+        "pbt", "sweep", "nosync-weighted", "localsgd:lr=0.0158",
+    ]  # fmt: skip
+    shared = {"explore": "lr=0.005..0.5:log"}
+    cells = plan(["pbt", "sweep", "nosync-weighted", "localsgd"], [4], 1)
+    pbt, sweep, swarm, local = (cell_config(shared, c, 40, 10, tmp_path / c.name) for c in cells)
+    assert (pbt["rule"], pbt["explore_factors"], pbt["explore"]) == (
+        "none",
+        "0.8,1.2",
+        shared["explore"],
+    )
+    assert (sweep["rule"], sweep["exploit_every"]) == ("none", 0)
+    assert (swarm["rule"], swarm["explore"], swarm["fitness"]) == (
+        "weighted",
+        shared["explore"],
+        "held-out",
+    )
+    assert (local["strategy"], local["explore"]) == ("localsgd", "")
+    from nosync.tools.compare import _check_labels
+
+    with pytest.raises(UserError, match="pbt needs --explore"):
+        _check_labels({}, ["pbt"], tmp_path)

@@ -386,8 +386,15 @@ def unused(cfg: TrainConfig) -> dict[str, str]:
             f"does not apply to --strategy {s}: one particle has no others to differ from (it "
             "would only train with a random label smoothing)"
         )
-    if not cfg.explore:
-        for name in ("exploit_every", "exploit_quantile", "explore_factors", "explore_resample"):
+    explore_keys = ("exploit_every", "exploit_quantile", "explore_factors", "explore_resample")
+    if s != "nosync":
+        for name in ("explore", *explore_keys):
+            why[name] = (
+                f"does nothing with --strategy {s} (it is for --strategy nosync: a swarm that "
+                "compares its particles; the others train one shared set of hyperparameters)"
+            )
+    elif not cfg.explore:
+        for name in explore_keys:
             why[name] = _no("no --explore", "--explore")
     if cfg.topology != "random-k":
         why["neighbors"] = _no(f"--topology {cfg.topology}", "--topology random-k")
@@ -434,15 +441,10 @@ def _check_explore(cfg: TrainConfig) -> None:
         )
     if cfg.replay:
         load_schedule(cfg.replay)  # refused here, before any worker starts
-    if not cfg.explore:
+    if not cfg.explore:  # (another strategy than nosync: unused, refused or dropped there)
         return
     from nosync.core.explore import Space, check_quantile
 
-    if cfg.strategy != "nosync":
-        raise UserError(
-            f"explore: needs --strategy nosync (a swarm that compares its particles); "
-            f"{cfg.strategy} trains one shared set of hyperparameters"
-        )
     try:
         space = Space.parse(cfg.explore)
         check_quantile(cfg.exploit_quantile)

@@ -65,6 +65,14 @@ SUMMARY_KEYS = (
 )
 
 
+# baselines of ``--explore`` (issue 19), as labels: the swarm's particles with the shared
+# --explore ranges, without the pull; ``pbt`` with Ray Tune's explore factors, ``sweep`` never
+# copying (each particle keeps its starting values: a sweep in one run)
+PRESETS: dict[str, dict[str, Any]] = {
+    "pbt": {"strategy": "nosync", "rule": "none", "explore_factors": "0.8,1.2"},
+    "sweep": {"strategy": "nosync", "rule": "none", "exploit_every": 0},
+}
+
 # what a cell's own settings (``LABEL:key=value``) may not change: compare sets them per cell
 CELL_KEYS = {"strategy", "rule", "workers", "seed", "steps", "epochs", "eval_every", "out"}
 CELL_KEYS |= {"quiet", "resume", "inject", "port", "max_restarts"}
@@ -108,12 +116,14 @@ def parse_labels(text: str) -> list[str]:
     seen: list[tuple[str, dict[str, Any]]] = []
     for name, settings in parts:
         strategy, _, rule = name.partition("-")
-        if strategy not in STRATEGIES or (
-            rule and (strategy != "nosync" or rule not in rules.RULES)
+        if name not in PRESETS and (
+            strategy not in STRATEGIES
+            or (rule and (strategy != "nosync" or rule not in rules.RULES))
         ):
             raise UserError(
                 f"strategies: unknown {name!r} (choose from {', '.join(STRATEGIES)}, "
-                f"or nosync-RULE with RULE one of {', '.join(rules.RULES)})"
+                f"nosync-RULE with RULE one of {', '.join(rules.RULES)}, or "
+                f"{' or '.join(PRESETS)} with --explore)"
             )
         values = settings_of(name, settings)
         spelled = ",".join(f"{k}={AUTO if v is None else v}" for k, v in values.items())
@@ -158,6 +168,7 @@ def label_values(label: str) -> dict[str, Any]:
     name, _, spelled = label.partition(":")
     strategy, _, rule = name.partition("-")
     values: dict[str, Any] = {"strategy": strategy, **({"rule": rule} if rule else {})}
+    values = dict(PRESETS[name]) if name in PRESETS else values
     return values | settings_of(name, spelled.split(",") if spelled else [])
 
 
@@ -261,6 +272,11 @@ def _check_labels(base_values: dict[str, Any], labels: list[str], out: Path) -> 
     that no cell would use."""
     unused_by_all: dict[str, str] | None = None
     for label in labels:
+        explores = label_values(label).get("explore", base_values.get("explore"))
+        if label.partition(":")[0] in PRESETS and not explores:
+            raise UserError(
+                f"strategies: {label} needs --explore (the ranges its particles search)"
+            )
         strategy = label_values(label)["strategy"]
         probe = {"workers": 1 if strategy == "single" else 2, "out": str(out / "cells" / "probe")}
         if strategy == "ddp":
