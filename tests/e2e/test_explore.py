@@ -69,3 +69,12 @@ def test_replay_retrains_the_winners_schedule_on_one_worker(explored: Path, tmp_
     refused = nosync("train", *flags, "--replay", str(out), "--out", str(tmp_path / "again"))
     assert refused.returncode == 2
     assert "is not a finished --explore run" in refused.stderr
+
+
+def test_report_draws_the_lineage_and_names_the_winners_schedule(explored: Path) -> None:
+    result = nosync("report", str(explored))
+    assert result.returncode == 0, result.stderr
+    text = (explored / "report.md").read_text()
+    explore = summary(explored)["explore"]
+    assert f"{explore['exploits']} copies; the winner, particle {explore['winner']}" in text
+    assert (explored / "explore.png").stat().st_size > 0

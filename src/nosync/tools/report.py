@@ -362,6 +362,7 @@ def write_run_report(folder: Path) -> Path:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     _save(fig, folder / "run.png")
+    lineage = _explore_plot(folder, records, summary, plt)  # --explore: values and copies
     leaders = summary.get("leaders") or []
     counts = {p: leaders.count(p) for p in sorted({x for x in leaders if x is not None})}
     diverged = summary.get("diverged")
@@ -380,10 +381,53 @@ def write_run_report(folder: Path) -> Path:
             "",
             "![run](run.png)",
             "",
+            *lineage,
         ]
     )
     atomic_write_text(folder / "report.md", text)
     return folder / "report.md"
+
+
+def _explore_plot(
+    folder: Path, records: list[dict[str, Any]], summary: dict[str, Any], plt: Any
+) -> list[str]:
+    """``--explore``: each particle's hyperparameters over training, a copy drawn from the
+    donor's value to the copier's new one (the lineage); the report's lines about it."""
+    rounds = [r for r in records if r["type"] == "round" and r.get("explore")]
+    explore = summary.get("explore")
+    if not rounds or not isinstance(explore, dict):
+        return []
+    names = list(rounds[0]["explore"]["values"][0])
+    logs = {part.split("=")[0] for part in explore["space"].split(",") if part.endswith(":log")}
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4), squeeze=False)
+    steps = [r.get("applied_step", r["step"]) for r in rounds]
+    for ax, name in zip(axes[0], names, strict=True):
+        for p in range(len(rounds[0]["explore"]["values"])):
+            values = [r["explore"]["values"][p][name] for r in rounds]
+            ax.plot(steps, values, lw=1, drawstyle="steps-post", label=f"particle {p}")
+        for r, step in zip(rounds, steps, strict=True):
+            for copy in r["explore"]["exploits"]:  # (a donor's own values stay as they were)
+                donor = r["explore"]["values"][copy["donor"]][name]
+                ax.plot([step, step], [donor, copy["values"][name]], "k:", lw=0.8)
+                ax.plot(step, copy["values"][name], "kv", ms=4)
+        ax.set(xlabel="step", ylabel=name, title=f"{name} per particle (v: a copy)")
+        ax.set_yscale("log" if name in logs else "linear")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, folder / "explore.png")
+    schedule = explore.get("schedule") or []
+    return [
+        f"Explored {explore['space']}: {explore['exploits']} copies; the winner, particle "
+        f"{explore['winner']}, trained with (from step: values) "
+        + "; ".join(
+            f"{c['step']}: " + ", ".join(f"{k}={v:.3g}" for k, v in c["values"].items())
+            for c in schedule
+        ),
+        "",
+        "![explore](explore.png)",
+        "",
+    ]
 
 
 def write_report(folder: Path) -> Path:
