@@ -9,10 +9,15 @@ Configurations (Fashion-MNIST, mlp, 3 epochs, period 10; every cell one ``nosync
   each lr of the 5-point grid log-spaced over 0.005..0.5; A* is the best grid point per seed
   set, and its compute is the whole grid's;
 - ``explore-RULE``: one run with ``--explore lr=0.005..0.5:log`` and the rule's pull
-  (``weighted``: T 0.1, pressure 1; ``leader``/``elastic``: the defaults); ``none`` is PBT
-  with this project's explore factors (0.8/1.25);
+  (``weighted``: T 0.1, pressure 1; ``leader``: the defaults); ``none`` is PBT with this
+  project's explore factors (0.8/1.25).  (``elastic`` ran once, diverged whole, and is now
+  refused with --explore: RESULTS §17);
 - ``pbt``: Ray Tune's semantics (quantile 0.25, factors 1.2/0.8, resample 0.25, no pull);
 - ``sweep``: the same spread of starting values, no exploit and no pull (a sweep in one run);
+- ``explore-leader-k50``/``explore-weighted-k50``: exploit every 50 rounds instead of 10;
+  ``explore-weighted-p03``: ``weighted`` at the default pressure 0.3 (at pressure 1 every
+  particle is the same model when it is judged); ``explore-leader-trainloss``: judged by the
+  training loss instead of held-out fitness;
 - ``off-low``/``off-high``: ``explore-weighted`` with the range off-centre (0.0005..0.05 and
   0.05..5).
 
@@ -42,10 +47,15 @@ CONFIGS: dict[str, list[list[str]]] = {
     "explore-weighted": [["--explore", RANGE, "--rule", "weighted", "--temperature", "0.1",
                           "--pressure", "1"]],
     "explore-leader": [["--explore", RANGE, "--rule", "leader"]],
-    "explore-elastic": [["--explore", RANGE, "--rule", "elastic"]],
     "explore-none": [["--explore", RANGE, "--rule", "none"]],
     "pbt": [["--explore", RANGE, "--rule", "none", "--explore-factors", "0.8,1.2"]],
     "sweep": [["--explore", RANGE, "--rule", "none", "--exploit-every", "0"]],
+    "explore-leader-k50": [["--explore", RANGE, "--rule", "leader", "--exploit-every", "50"]],
+    "explore-weighted-k50": [["--explore", RANGE, "--rule", "weighted", "--temperature", "0.1",
+                              "--pressure", "1", "--exploit-every", "50"]],
+    "explore-weighted-p03": [["--explore", RANGE, "--rule", "weighted", "--temperature", "0.1"]],
+    "explore-leader-trainloss": [["--explore", RANGE, "--rule", "leader", "--fitness",
+                                  "train-loss"]],
     "off-low": [["--explore", "lr=0.0005..0.05:log", "--rule", "weighted", "--temperature",
                  "0.1", "--pressure", "1"]],
     "off-high": [["--explore", "lr=0.05..5:log", "--rule", "weighted", "--temperature", "0.1",

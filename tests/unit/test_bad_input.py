@@ -63,6 +63,7 @@ CASES = [
     (["--explore", "lr=0.01..0.5", "--strategy", "single"], "explore: does nothing with --stra"),
     (["--explore", "beta1=0.8..0.95"], "explore: beta1 needs --optimizer adam or adamw"),
     (["--exploit-every", "3"], "exploit_every: does nothing with no --explore"),
+    (["--explore", "lr=0.01..0.5", "--rule", "elastic"], "explore: --rule elastic pulls every"),
     # more than the data holds: refused in preflight, not in the workers
     (["--batch-size", "2000"], "batch_size: 2000 x 1 rank(s) exceeds the"),
     (["--fitness-size", "5000"], "fitness_size: 5000 does not leave training data"),

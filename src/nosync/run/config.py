@@ -456,6 +456,13 @@ def _check_explore(cfg: TrainConfig) -> None:
     if not 0 <= cfg.explore_resample <= 1 or cfg.exploit_every < 0:
         bad = "explore_resample" if not 0 <= cfg.explore_resample <= 1 else "exploit_every"
         raise UserError(f"{bad}: invalid value {getattr(cfg, bad)!r}")
+    info = catalog.RULES[cfg.rule]
+    if info.needs != "none" and not info.needs_fitness:  # a pull blind to fitness: elastic
+        raise UserError(
+            f"explore: --rule {cfg.rule} pulls every particle toward the mean of all, so one "
+            "whose hyperparameters make it diverge drags the swarm along (measured: RESULTS "
+            "§17); use leader, weighted or none"
+        )
     adam = cfg.optimizer in ("adam", "adamw")
     for name in space.names:
         if name in ("beta1", "beta2") and not adam:
