@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 DIVERGED = 3  # nosync's exit status for a run that diverged (it still writes its summary)
 
 
