@@ -65,7 +65,7 @@ CONFIGS: dict[str, list[list[str]]] = {
 
 def cell_dir(config: str, index: int, particles: int, seed: int, extra: list[str]) -> Path:
     tag = "-".join(extra).replace("=", "").replace("/", "") if extra else "default"
-    return OUT / f"{config}-{index}-P{particles}-s{seed}-{tag}"
+    return OUT / "cells" / f"{config}-{index}-P{particles}-s{seed}-{tag}"
 
 
 def run_cell(config: str, index: int, particles: int, seed: int, extra: list[str]) -> dict:
