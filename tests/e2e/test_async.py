@@ -3,7 +3,7 @@ exact resume with a round in flight, and their bad values."""
 
 from __future__ import annotations
 
-import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +11,8 @@ from torch import nn
 
 from nosync.run.metrics import read_metrics
 
-from support.helpers import checkpoint_step, nosync, start_nosync, summary, wait_for
+from support.fixtures import Interrupted, made_once
+from support.helpers import nosync, summary
 
 PERIOD, DELAY, P = 4, 3, 0.3
 
@@ -35,79 +36,68 @@ def train(model: nn.Module, opt: torch.optim.Optimizer, data: list) -> None:
 FLAGS = ["--workers", "2", "--steps", "200", "--period", "10", "--quiet", "--threads", "1"]
 
 
-def test_async_with_no_delay_gives_the_weights_of_blocking_rounds(tmp_path) -> None:
-    runs = {}
+@pytest.fixture(scope="module")
+def delay_zero(tmp_path_factory) -> dict[str, Path]:
+    """The same run with blocking rounds and with async rounds at delay 0 (both electing by the
+    training loss, named here rather than left to the default)."""
     modes = {"blocking": ["--round", "blocking"], "async": ["--round", "async", "--delay", "0"]}
-    for name, extra in modes.items():
-        result = nosync("train", *FLAGS, *extra, "--out", str(tmp_path / name))
-        assert result.returncode == 0, result.stderr
-        runs[name] = torch.load(tmp_path / name / "final.pt", weights_only=False)["state_dict"]
+
+    def make(root: Path) -> dict[str, Path]:
+        for name, extra in modes.items():
+            flags = [*FLAGS, *extra, "--fitness", "train-loss"]
+            result = nosync("train", *flags, "--out", str(root / name))
+            assert result.returncode == 0, result.stderr
+        return {name: root / name for name in modes}
+
+    return made_once(tmp_path_factory, "async_delay_zero", make)  # one run for every worker
+
+
+def test_async_with_no_delay_gives_the_weights_of_blocking_rounds(delay_zero) -> None:
+    runs = {
+        name: torch.load(out / "final.pt", weights_only=False)["state_dict"]
+        for name, out in delay_zero.items()
+    }
     assert all(torch.equal(runs["async"][k], runs["blocking"][k]) for k in runs["blocking"])
-    assert summary(tmp_path / "async")["round_mode"] == "async"
+    assert summary(delay_zero["async"])["round_mode"] == "async"
 
 
-def test_async_rounds_land_late_and_resume_exactly_with_a_round_in_flight(tmp_path) -> None:
-    flags = [
-        "--workers", "2", "--steps", "800", "--period", "10", "--checkpoint-every", "3",
-        "--quiet", "--round", "async", "--delay", "4", "--rule", "pso", "--threads", "1",
-    ]  # fmt: skip
-    run = start_nosync("train", *flags, "--out", str(tmp_path / "cut"))
-    wait_for(lambda: checkpoint_step(tmp_path / "cut"), 120, "a first checkpoint")
-    run.send_signal(signal.SIGINT)
-    _, err = run.communicate(timeout=60)
-    assert run.returncode == 130, err
-    resumed = nosync("train", "--resume", str(tmp_path / "cut"))
-    assert resumed.returncode == 0, resumed.stderr
-    whole = nosync("train", *flags, "--out", str(tmp_path / "whole"))
-    assert whole.returncode == 0, whole.stderr
-    cut = torch.load(tmp_path / "cut" / "final.pt", weights_only=False)["state_dict"]
-    ref = torch.load(tmp_path / "whole" / "final.pt", weights_only=False)["state_dict"]
+def test_async_rounds_land_late_and_resume_exactly_with_a_round_in_flight(
+    ctrl_c_resumed: Interrupted,
+) -> None:
+    """The run of ``support.fixtures.CTRL_C`` (async, delay 4, pso), stopped by Ctrl+C after its
+    first checkpoint and resumed; shared with the reliability tests."""
+    run = ctrl_c_resumed
+    assert run.stopped.returncode == 130, run.stopped.stderr
+    assert run.resumed.returncode == 0, run.resumed.stderr
+    assert run.finished_whole.returncode == 0, run.finished_whole.stderr
+    cut = torch.load(run.cut / "final.pt", weights_only=False)["state_dict"]
+    ref = torch.load(run.whole / "final.pt", weights_only=False)["state_dict"]
     assert all(torch.equal(cut[k], ref[k]) for k in ref)
-    rounds = [r for r in read_metrics(tmp_path / "whole" / "metrics.jsonl") if r["type"] == "round"]
+    rounds = [r for r in read_metrics(run.whole / "metrics.jsonl") if r["type"] == "round"]
     assert [r["applied_step"] - r["step"] for r in rounds[:-1]] == [4] * (len(rounds) - 1)
     # the resumed log has every round once, with the distances the whole run logged (a round's
     # distances arrive with the next round's fitness, across the checkpoint too)
-    logged = [r for r in read_metrics(tmp_path / "cut" / "metrics.jsonl") if r["type"] == "round"]
+    logged = [r for r in read_metrics(run.cut / "metrics.jsonl") if r["type"] == "round"]
     assert [r["round"] for r in logged] == [r["round"] for r in rounds] == list(range(1, 81))
     assert [r["distance"] for r in logged] == [r["distance"] for r in rounds]
     assert all(d is not None for r in rounds for d in r["distance"])
-    s = summary(tmp_path / "whole")
+    s = summary(run.whole)
     assert 0 <= s["blocked_seconds"] <= s["sync_seconds"]
     assert len(s["blocked_seconds_per_rank"]) == 2
 
 
-@pytest.mark.parametrize(
-    ("flags", "message"),
-    [
-        (["--round", "async", "--delay", "-2"], "delay: invalid value -2"),
-        (
-            ["--round", "async", "--period", "10", "--delay", "11"],
-            "delay: 11 is more than the period",
-        ),
-        (
-            ["--inject", "slow@9:2", "--workers", "2"],
-            "inject: rank 9 does not exist (ranks are 0..1)",
-        ),
-        (["--inject", "slow@1:1"], "slow@RANK:FACTOR (FACTOR > 1)"),
-        (["--inject", "slow@1:0.5"], "slow@RANK:FACTOR (FACTOR > 1)"),
-        (["--fitness", "validation"], "argument --fitness: invalid choice"),
-        (["--round", "sometimes"], "argument --round: invalid choice"),
-        (["--stragglers", "skip", "--strategy", "localsgd"], "stragglers: skip needs"),
-        (["--stragglers", "skip", "--ranks-per-particle", "2"], "stragglers: skip needs"),
-    ],
-)
-def test_bad_async_values_are_one_line_and_exit_2(tmp_path, flags: list[str], message: str) -> None:
-    result = nosync("train", *flags, "--out", str(tmp_path / "run"))
+def test_a_bad_async_value_is_one_line_and_exit_2(tmp_path) -> None:
+    """Seen from outside, as a user sees it (the other bad values run in process, in
+    ``tests/unit/test_async.py``)."""
+    result = nosync("train", "--round", "async", "--delay", "-2", "--out", str(tmp_path / "run"))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert len(lines) == 1 and "delay: invalid value -2" in lines[0], result.stderr
     assert not (tmp_path / "run").exists()
 
 
-def test_train_loss_fitness_elects_by_the_training_loss(tmp_path) -> None:
-    out = tmp_path / "run"
-    result = nosync("train", *FLAGS, "--fitness", "train-loss", "--out", str(out))
-    assert result.returncode == 0, result.stderr
+def test_train_loss_fitness_elects_by_the_training_loss(delay_zero) -> None:
+    out = delay_zero["async"]  # --fitness train-loss
     rounds = [r for r in read_metrics(out / "metrics.jsonl") if r["type"] == "round"]
     for r in rounds:
         assert r["fitness"] == r["train_loss"]  # the fitness is the logged training loss

@@ -14,6 +14,7 @@ from nosync.cli import main
 from nosync.run.export import load_safetensors
 from nosync.run.metrics import read_metrics
 
+from support.fixtures import made_once
 from support.helpers import nosync, summary, write_user_module
 
 SHORT = ["--steps", "40", "--period", "10", "--batch-size", "16", "--quiet"]
@@ -30,15 +31,19 @@ def user_flags(module: Path) -> list[str]:
 def user_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """Two particles of a user GRU, Adam, TensorBoard on, batches from a DataLoader worker
     process; checkpoints at steps 20 and 40."""
-    root = tmp_path_factory.mktemp("byo")
-    flags = [*user_flags(write_user_module(root)), "--workers", "2", "--loader-workers", "1"]
-    flags += SHORT
-    out = root / "run"
-    result = nosync(
-        "train", *flags, "--checkpoint-every", "2", "--logger", "tensorboard", "--out", str(out)
-    )
-    assert result.returncode == 0, result.stderr
-    return out, flags
+
+    def make(root: Path) -> tuple[Path, list[str]]:
+        flags = [*user_flags(write_user_module(root)), "--workers", "2", "--loader-workers", "1"]
+        flags += SHORT
+        out = root / "run"
+        result = nosync(
+            "train", *flags, "--checkpoint-every", "2", "--logger", "tensorboard",
+            "--out", str(out),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return out, flags
+
+    return made_once(tmp_path_factory, "byo_user_run", make)  # one run for every worker
 
 
 def test_a_user_model_dataset_and_loss_train_as_a_swarm(user_run) -> None:

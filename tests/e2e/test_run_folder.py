@@ -27,18 +27,11 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def finished_once(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("run") / "run"
-    result = nosync("train", *SHORT, "--checkpoint-every", "1", "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    return out
-
-
 @pytest.fixture
-def finished(finished_once, tmp_path) -> Path:
-    """A finished two-rank run with a checkpoint at every round (a copy per test)."""
-    return Path(shutil.copytree(finished_once, tmp_path / "run"))
+def finished(finished_run, tmp_path) -> Path:
+    """A finished two-rank run with a checkpoint at every round (``support.fixtures``; a copy
+    per test)."""
+    return Path(shutil.copytree(finished_run, tmp_path / "run"))
 
 
 def test_resume_after_a_torn_metrics_line_succeeds(finished) -> None:

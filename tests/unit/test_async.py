@@ -118,3 +118,35 @@ def test_a_round_that_never_lands_fails_within_the_transport_timeout() -> None:
         train(model, opt, batches(0, 3))  # the round starts at step 2, is due at step 3
     assert time.monotonic() - started < 60  # 1 s, far below the barrier's 600 s
     world.abort()  # release the background thread
+
+
+# ---- bad values: one line, status 2, nothing written (tests/e2e/test_async.py runs one of them
+# through a subprocess, to see the exit status from outside) ----------------------------------
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--round", "async", "--period", "10", "--delay", "11"],
+            "delay: 11 is more than the period",
+        ),
+        (
+            ["--inject", "slow@9:2", "--workers", "2"],
+            "inject: rank 9 does not exist (ranks are 0..1)",
+        ),
+        (["--inject", "slow@1:1"], "slow@RANK:FACTOR (FACTOR > 1)"),
+        (["--inject", "slow@1:0.5"], "slow@RANK:FACTOR (FACTOR > 1)"),
+        (["--fitness", "validation"], "argument --fitness: invalid choice"),
+        (["--round", "sometimes"], "argument --round: invalid choice"),
+        (["--stragglers", "skip", "--strategy", "localsgd"], "stragglers: skip needs"),
+        (["--stragglers", "skip", "--ranks-per-particle", "2"], "stragglers: skip needs"),
+    ],
+)
+def test_bad_async_values_are_one_line_and_status_2(tmp_path, capsys, flags, message) -> None:
+    from nosync.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", *flags, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+    assert not out.exists()
