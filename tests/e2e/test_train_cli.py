@@ -25,6 +25,10 @@ def test_default_swarm_on_digits_reaches_095(default_swarm) -> None:
     assert len(s["leaders"]) == s["sync_rounds"] and s["comm_bytes"] > 0
     assert s["test_accuracy"] == pytest.approx(s["worker_test_accuracy"][s["best_particle"]])
     assert "selected model" in result.stdout and "ensemble" in result.stdout  # the printed table
+    assert "fitness: mean training loss over the final steps, lower is better" in result.stdout
+    assert result.stdout.strip().endswith(
+        f"next: nosync report {out}  (plots and a Markdown report of the run)"
+    )
 
 
 def test_every_output_file_is_written(default_swarm) -> None:
@@ -287,6 +291,7 @@ def test_half_precision_exchanges_send_two_bytes_a_weight_and_still_train(tmp_pa
         flags = ["--workers", "2", "--steps", "100", "--period", "10", "--quiet"]
         result = nosync("train", *flags, "--wire-dtype", dtype, "--out", str(out))
         assert result.returncode == 0, result.stderr
+        assert "nosync report" not in result.stdout  # --quiet: no hint
         assert summary(out)["test_accuracy"] > 0.9
         rounds[dtype] = [
             r["comm_bytes"] for r in read_metrics(out / "metrics.jsonl") if r["type"] == "round"
