@@ -361,6 +361,7 @@ def test_a_float16_exchange_rounds_what_others_receive_but_the_leader_keeps_its_
     assert not torch.equal(other_after, lead_before)
 
 
+@pytest.mark.filterwarnings("ignore:Swarm. all 2 particles are identical:UserWarning")  # by design
 def test_a_rule_object_can_be_passed_in() -> None:
     class HalfwayToZero(LeaderRule):
         name = "halfway"
