@@ -77,9 +77,11 @@ def _row(action: argparse.Action, fields: dict[str, Any]) -> str:
     else:
         names = f"`{(action.metavar or action.dest).upper()}`"
     help_text = (action.help or "").replace("%%", "%")
-    if _is_field(action, fields):
-        help_text = _DEFAULT_SUFFIX.sub("", help_text)
-        default = _value(fields[action.dest].default)
+    if action.dest == "version":
+        default = ""
+    elif _is_field(action, fields):  # (a help that says its default itself: that one)
+        said = "default" in fields[action.dest].metadata["help"]
+        default = "" if said else _value(fields[action.dest].default)
     elif action.required or not action.option_strings:
         default = "required"
     elif action.default in (None, argparse.SUPPRESS, False):
@@ -88,7 +90,9 @@ def _row(action: argparse.Action, fields: dict[str, Any]) -> str:
         default = _value(",".join(map(str, action.default)))
     else:
         default = _value(action.default)
-    if action.choices:
+    if default and default != "required":  # in its column, not twice
+        help_text = _DEFAULT_SUFFIX.sub("", help_text)
+    if action.choices and action.metavar is None:  # (open choices, --model, name them in help)
         help_text += ": " + ", ".join(f"`{c}`" for c in action.choices)
     return f"| {_cell(names)} | {_cell(default)} | {_cell(help_text)} |"
 
@@ -113,7 +117,7 @@ def render() -> str:
     }
     training = [a for a in shown["train"] if _is_field(a, FIELDS)]
     parts = [HEADER]
-    top = [  # options of `nosync` itself, before the command (none but --help so far)
+    top = [  # options of `nosync` itself, before the command (--version)
         a
         for a in parser._actions
         if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))

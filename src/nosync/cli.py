@@ -39,7 +39,9 @@ def _add_train_flags(
         if name in exclude:
             continue
         flag = "--" + name.replace("_", "-")
-        help_text = f"{f.metadata['help']} (default: {AUTO if f.default is None else f.default})"
+        help_text = f.metadata["help"]
+        if shows_default(f):
+            help_text += f" (default: {AUTO if f.default is None else f.default})"
         if f.type == "bool":
             parser.add_argument(
                 flag, action="store_true", default=argparse.SUPPRESS, help=help_text
@@ -55,7 +57,7 @@ def _add_train_flags(
                 choices=f.metadata["choices"],
                 default=argparse.SUPPRESS,
                 help=help_text,
-                metavar=None if f.metadata["choices"] else name.upper(),
+                metavar=None if _closed(f.metadata["choices"]) else name.upper(),
             )
     for old, new in RENAMED.items():  # the old spelling still works, with a warning (compat.py)
         if new not in exclude:
@@ -67,8 +69,35 @@ def _add_train_flags(
             )
 
 
+def shows_default(f: Any) -> bool:
+    """Whether a training flag's help ends with its default: not a switch (off unless given),
+    nor an empty default, nor a help that says its default itself (``--workers``)."""
+    return f.type != "bool" and f.default != "" and "default" not in f.metadata["help"]
+
+
+def _closed(choices: Collection[str] | None) -> bool:
+    """Choices argparse may list as ``{a,b}``: not absent, nor open to ``MODULE:CALLABLE``."""
+    from nosync.run.config import OrSpec
+
+    return bool(choices) and not isinstance(choices, OrSpec)
+
+
+def version() -> str:
+    """The installed package's version (its metadata), else the source's ``__version__``."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("nosync")
+    except PackageNotFoundError:
+        from nosync import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nosync", description="Swarm training for PyTorch (NoSync).")
+    parser.add_argument("--version", action="version", version=f"nosync {version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = commands.add_parser("train", help="one training run", description="One training run.")
     train.add_argument("--config", metavar="FILE.toml", help="TOML file of settings; flags win")
@@ -89,11 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=["single,nosync,ddp,localsgd,easgd"],
         help="labels (comma- or space-separated): single, nosync, nosync-RULE, ddp, localsgd, "
         "easgd, diloco, each optionally with settings of its own: "
-        "'nosync-weighted:temperature=0.5,outer_momentum=0.9' localsgd:period=50",
+        "'nosync-weighted:temperature=0.5,outer_momentum=0.9' localsgd:period=50 "
+        "(default: single,nosync,ddp,localsgd,easgd)",
     )
-    compare.add_argument("--workers", default="2,4", help="comma list of worker counts")
-    compare.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for every cell")
-    compare.add_argument("--evals", type=int, default=20, help="evaluations per run")
+    compare.add_argument(
+        "--workers", default="2,4", help="comma list of worker counts (default: 2,4)"
+    )
+    compare.add_argument(
+        "--seeds", type=int, default=3, help="seeds 0..N-1 for every cell (default: 3)"
+    )
+    compare.add_argument("--evals", type=int, default=20, help="evaluations per run (default: 20)")
     compare.add_argument(
         "--target",
         type=float,
@@ -211,14 +245,16 @@ def _train(args: argparse.Namespace) -> int:
         print(diverged_line(summary, cfg.lr, cfg.out), file=sys.stderr)
         return DIVERGED
     if summary is not None:
-        print(format_summary(summary, cfg.out))
+        print(format_summary(summary, cfg.out, cfg.fitness))
+        if not cfg.quiet:
+            print(f"next: nosync report {cfg.out}  (plots and a Markdown report of the run)")
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
     from nosync.run.compat import upgrade
     from nosync.run.config import read_toml
-    from nosync.tools.compare import parse_labels, parse_workers, run_compare
+    from nosync.tools.compare import parse_labels, parse_workers, printed_summary, run_compare
 
     flags = upgrade(_flags(args, PER_CELL))  # (today's spelling, as compare.json records it)
     shared = read_toml(args.config) if args.config else {}
@@ -248,7 +284,7 @@ def _compare(args: argparse.Namespace) -> int:
             "nosync: compare interrupted; run the same command again to continue", file=sys.stderr
         )
     elif (out / "compare.md").exists():
-        print((out / "compare.md").read_text())
+        print(printed_summary(out))
     return status
 
 

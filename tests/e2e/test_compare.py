@@ -50,6 +50,8 @@ def test_compare_writes_table_and_plots_and_resumes_after_ctrl_c(tmp_path: Path)
     assert again.returncode == 0, again.stderr
     assert first.stat().st_mtime_ns == stamp  # the finished cell was not run again
     assert sorted(finished(out)) == ["nosync-n2-s0", "single-n1-s0"]
+    printed = again.stdout  # a plain table and the files written, not the Markdown
+    assert "![" not in printed and "nosync  " in printed and "compare.md" in printed, printed
     table = (out / "compare.md").read_text()
     assert "| nosync | 2 | 1 |" in table and "| single | 1 | 1 |" in table
     for plot in ("accuracy_vs_samples", "accuracy_vs_time", "speedup", "spread", "gap"):

@@ -29,6 +29,24 @@ def nosync(
     )
 
 
+def torchrun_script(script: Path, ranks: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc_per_node=RANKS SCRIPT ARGS`` (one CPU thread a rank)."""
+    import shutil
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun, "torchrun is installed with torch"
+    command = [torchrun, "--standalone", f"--nproc_per_node={ranks}", str(script), *args]
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")}
+    for _ in range(2):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
+        # A plain torchrun script on this machine sometimes aborts at interpreter exit under CPU
+        # load ("terminate called without an active exception"), with or without nosync, after
+        # its work is done: one more try then, any other failure fails at once.
+        if "terminate called without an active exception" not in result.stderr:
+            break
+    return result
+
+
 def summary(out: Path) -> dict[str, Any]:
     return json.loads((out / "summary.json").read_text())
 

@@ -69,6 +69,7 @@ def test_the_pull_lands_delay_steps_later_as_a_correction_from_the_snapshots() -
     assert torch.equal(out[0], finals[0])  # the leader's own pull is zero
 
 
+@pytest.mark.filterwarnings("ignore:Swarm. all 2 particles are identical:UserWarning")  # by design
 def test_a_snapshot_fitness_is_evaluated_on_the_snapshot_not_the_live_model() -> None:
     seen: list[torch.Tensor] = []
 

@@ -147,3 +147,13 @@ def test_the_public_api_keeps_its_names_and_adds_rule_options() -> None:
     for name in ("REGISTRY", "RULES", "Rule", "Swarm", "LocalWorld", "TrainLoss", "RuleOptions"):
         assert name in nosync.__all__ and getattr(nosync, name) is not None
     assert nosync.RuleOptions is RuleOptions
+
+
+def test_dir_of_the_package_lists_the_public_api() -> None:
+    """``dir(nosync)`` (and tab completion) shows what ``__all__`` exports and the version, not
+    the module's own helpers; every name it lists is there."""
+    shown = dir(nosync)
+    assert shown == sorted([*nosync.__all__, "__version__"])
+    assert set(nosync.__all__) == set(nosync._EXPORTS)
+    assert not {"Any", "annotations", "importlib", "_moved"} & set(shown)
+    assert all(getattr(nosync, name) is not None for name in shown)

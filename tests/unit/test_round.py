@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from typing import Any
 
 import pytest
@@ -360,6 +361,7 @@ def test_a_float16_exchange_rounds_what_others_receive_but_the_leader_keeps_its_
     assert not torch.equal(other_after, lead_before)
 
 
+@pytest.mark.filterwarnings("ignore:Swarm. all 2 particles are identical:UserWarning")  # by design
 def test_a_rule_object_can_be_passed_in() -> None:
     class HalfwayToZero(LeaderRule):
         name = "halfway"
@@ -445,3 +447,36 @@ def test_weighted_at_small_t_is_the_leader_rule_and_at_large_t_the_elastic_rule(
         assert torch.allclose(cold[i]["after"], leader, atol=1e-6)
         elastic = ElasticRule().pull(hot[i]["before"], mean, Exchanged(pressure=0.5))
         assert torch.allclose(hot[i]["after"], elastic, atol=1e-6)
+
+
+@pytest.mark.parametrize(("rule", "round_"), [("leader", "blocking"), ("elastic", "async")])
+def test_particles_that_saw_the_same_batches_get_one_warning(rule: str, round_: str) -> None:
+    """The trap of a loop whose ranks all shuffle alike: identical particles at the first round
+    are one warning (from particle 0), later rounds none; particles of their own data none."""
+
+    start = nn.Linear(4, 3).state_dict()  # the same initial weights on every particle
+
+    def run(same: bool) -> list[Any]:
+        def particle(endpoint: Any, i: int) -> None:
+            model = nn.Linear(4, 3)
+            model.load_state_dict(start)
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            swarm = Swarm(
+                model, opt, fitness=lambda m: 0.5, period=2, rule=rule, round=round_,
+                transport=endpoint,
+            )  # fmt: skip
+            with swarm:
+                train_steps(model, opt, 6, seed=0 if same else i)
+            swarm.finalize()
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert in_threads(3, particle) == [None] * 3
+        return [w for w in caught if issubclass(w.category, UserWarning)]
+
+    caught = run(same=True)
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    message = str(caught[0].message)
+    assert "all 3 particles are identical at the first round" in message
+    assert "own data order" in message and "manual_seed(rank)" in message
+    assert run(same=False) == []

@@ -153,16 +153,22 @@ class Exchange:
             return total, plan, summed
         return self.live_sum(t, own, self.health(own), extra)
 
-    def check_same_shapes(self, tensors: list[Tensor]) -> None:
+    def check_same_shapes(self, tensors: list[Tensor], own: Tensor | None = None) -> bool:
         """Fail on every particle, before a collective of mismatched sizes hangs, when the
-        particles' models differ."""
+        particles' models differ.  With ``own`` (a position), a checksum of it rides along in
+        the same message; returns whether every particle of several is at that same position
+        (False without ``own``)."""
         sig = [(tuple(t.shape), str(t.dtype)) for t in tensors]
-        desc = torch.tensor(
-            [sum(t.numel() for t in tensors), zlib.crc32(repr(sig).encode())],
-            dtype=torch.int64,
-            device=self.device,
-        )
-        gathered = self.transport.all_gather(desc).view(-1, 2).tolist()
-        if any(g != gathered[0] for g in gathered):
-            sizes = ", ".join(f"particle {i}: {g[0]} values" for i, g in enumerate(gathered))
+        sums = [math.nan, math.nan] if own is None else _checksum(own)
+        shape = [sum(t.numel() for t in tensors), zlib.crc32(repr(sig).encode())]  # exact in F64
+        desc = torch.tensor([*shape, *sums], dtype=F64, device=self.device)
+        gathered = self.transport.all_gather(desc).view(-1, 4).tolist()
+        if any(g[:2] != gathered[0][:2] for g in gathered):
+            sizes = ", ".join(f"particle {i}: {g[0]:.0f} values" for i, g in enumerate(gathered))
             raise ValueError(f"model: the particles' models differ in shape ({sizes})")
+        return len(gathered) > 1 and all(g[2:] == gathered[0][2:] for g in gathered)  # NaN: False
+
+
+def _checksum(own: Tensor) -> list[float]:
+    """Two sums that tell positions apart (equal positions give equal sums, bit for bit)."""
+    return [float(torch.sum(own, dtype=F64)), float(torch.linalg.vector_norm(own, dtype=F64))]

@@ -20,11 +20,16 @@ brings them (``Outcome.previous``).
 since the snapshot (a blocking round, or a reset), else by the correction ``new - snapshot``,
 so that the steps taken meanwhile are kept.  Data-parallel particles: only the first rank
 computes; :meth:`Round.apply` hands the result to the particle's other ranks.
+
+The first round also checks, in one small all-gather, that the particles' models have the same
+shapes, and warns once when every particle is at the same position: its ranks saw the same
+batches, the trap of a loop that shuffles alike on every rank.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,6 +43,14 @@ from nosync.core.records import RoundRecord, round_record
 from nosync.core.rules import Exchanged, Rule
 from nosync.core.weights import flatten_weights, float_tensors, load_weights
 from nosync.errors import Diverged
+
+# the trap of a loop whose ranks all see the same batches (each rank needs its own data order)
+IDENTICAL = (
+    "Swarm: all {n} particles are identical at the first round (same weights on every rank), "
+    "so the swarm trains one model {n} times; give each rank its own data order, e.g. a "
+    "DistributedSampler, or a shuffle seeded with the rank "
+    "(DataLoader(..., shuffle=True, generator=torch.Generator().manual_seed(rank)))"
+)
 
 
 class SwarmDivergedError(Diverged):
@@ -106,7 +119,7 @@ class Round:
     ) -> Outcome:
         """Round ``number``, started after optimizer step ``step`` at position ``own``;
         ``fitness()`` gives this particle's fitness there (only asked if the rule uses it)."""
-        self.check_shapes()
+        self.check_shapes(own if number == 1 else None)
         hood = None if self.exchange.everyone else self.exchange.neighbourhood(number)
         plan, previous = self._plan(own, hood, step, fitness, train_loss)  # 1. who leads
         me = self.transport.particle
@@ -219,8 +232,11 @@ class Round:
                 self.optimizer.state.clear()
         return dict(record)  # type: ignore[return-value]
 
-    def check_shapes(self) -> None:
-        """Once: fail clearly when the particles' models differ (see ``Exchange``)."""
+    def check_shapes(self, own: Tensor | None = None) -> None:
+        """Once: fail clearly when the particles' models differ (see ``Exchange``); given the
+        first round's position ``own``, warn when every particle is at the same one."""
         if not self._checked:
-            self.exchange.check_same_shapes(float_tensors(self.model))
+            identical = self.exchange.check_same_shapes(float_tensors(self.model), own)
             self._checked = True
+            if identical and self.transport.particle == 0:
+                warnings.warn(IDENTICAL.format(n=self.transport.particles), UserWarning, 2)

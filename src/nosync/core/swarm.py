@@ -72,6 +72,8 @@ class Swarm(StepHook):
     ordinary pull leaves the optimizer state alone (it is the particle's own search direction,
     as in EASGD and PSO); a *diverged* particle (non-finite fitness or weights) is replaced by
     the leader's weights, integer buffers included, and its optimizer and rule state cleared.
+    Each rank needs its own data order: particles that see the same batches stay identical (the
+    first round warns when they are).
 
     Args:
         model: this particle's ``nn.Module`` (plain, DDP-wrapped or compiled).
@@ -271,8 +273,13 @@ class Swarm(StepHook):
     # ---- the end ------------------------------------------------------------------------------
     def finalize(self) -> dict[str, Tensor]:
         """Every rank ends holding the selected model: the rule's own (EASGD's centre), else what
-        ``select`` says (the best particle by fitness, the weight average, or the greedy soup);
-        returns its weights.  A round in flight lands first."""
+        ``select`` says (the best particle by fitness, the weight average, or the greedy soup).
+        A round in flight lands first.
+
+        Returns:
+            the selected model's ``state_dict()`` (detached copies, the same on every rank),
+            ready for ``torch.save`` or ``load_state_dict``; ``model`` holds it already.
+        """
         self.flush()
         if self.is_head:
             self.round.check_shapes()

@@ -140,13 +140,17 @@ class TrainConfig:
         ("wait", "skip"),
     )
     dataset: str = _f(
-        "digits", "digits, fashion-mnist, mnist, npz:PATH or MODULE:CALLABLE (your own)"
+        "digits",
+        "digits (images 1x8x8), fashion-mnist or mnist (1x28x28), 10 classes each; npz:PATH; "
+        "or your own: MODULE:CALLABLE or FILE.py:CALLABLE",
     )
     data_dir: str = _f("", "folder with IDX files (then $NOSYNC_DATA, /usr/share/datasets)")
     train_subset: int = _f(0, "use only this many training examples (0: all)")
     fitness_size: int = _f(0, "held-out fitness examples (0: a tenth of train, at most 512)")
     shard: bool = _f(False, "give each particle a disjoint shard of the training data")
-    model: str = _f("mlp", "model: mlp, cnn or MODULE:CALLABLE (your own)", OrSpec(MODELS))
+    model: str = _f(
+        "mlp", "mlp or cnn, or your own: MODULE:CALLABLE or FILE.py:CALLABLE", OrSpec(MODELS)
+    )
     init: str = _f("same", "initialise particles identically or differently", ("same", "different"))
     epochs: float = _f(10.0, "passes over each particle's training data")
     steps: int = _f(0, "optimizer steps per rank (overrides --epochs when > 0)")
@@ -166,7 +170,11 @@ class TrainConfig:
     optimizer: str = _f("sgd", "optimizer", OPTIMIZERS)
     betas: str = _f("0.9,0.999", "adam/adamw: beta1,beta2")
     eps: float = _f(1e-8, "adam/adamw: epsilon")
-    loss: str = _f("cross_entropy", "training (and fitness) loss: cross_entropy or MODULE:CALLABLE")
+    loss: str = _f(
+        "cross_entropy",
+        "training (and fitness) loss: cross_entropy, or your own: MODULE:CALLABLE or "
+        "FILE.py:CALLABLE",
+    )
     loader_workers: int = _f(
         0, "DataLoader worker processes for a map-style --dataset (0: in the training process)"
     )

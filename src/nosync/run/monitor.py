@@ -133,13 +133,13 @@ class Monitor:
             memory = {}
             if self.place.device.type == "cuda":  # peak GPU memory so far
                 memory["mem"] = f"{torch.cuda.max_memory_allocated(self.place.device) / 2**30:.2f}G"
-            self.bar.set_postfix(
-                epoch=step // self.steps_per_epoch,
-                best=f"{min(finite):.4f}",
-                leader=last["leader"],
-                **memory,
-                refresh=False,
-            )
+            shown = {  # the round's, which the table at the end may not show (see report.py)
+                "epoch": step // self.steps_per_epoch,
+                "round": last["round"],
+                "leader": last["leader"],
+                "best": f"{min(finite):.4f}",
+            }
+            self.bar.set_postfix({**shown, **memory}, refresh=False)
 
     def evaluate(self, step: int, model: nn.Module, strategy: Strategy) -> None:
         """Per-particle test/train accuracy and fitness, the selected model's accuracy and the

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -265,6 +266,54 @@ def run_compare(
     if status != INTERRUPTED:
         write_compare_report(out)
     return status
+
+
+def printed_summary(out: Path) -> str:
+    """What ``nosync compare`` prints at the end: the main columns of ``compare.md`` as plain
+    text (mean over seeds), and the files it wrote."""
+    from nosync.tools.report import read_object, resolve_target, speedups
+
+    data = read_object(out / "compare.json", ("settings", "cells"), "compare")
+    target = resolve_target(data)
+    rows = [["strategy", "N", "seeds", "test acc %", "steps to target", "S(N) steps", "train s"]]
+    for (label, n), speed in speedups(data, target).items():
+        runs = [
+            e["summary"]
+            for e in data["cells"].values()
+            if "failed" not in e and (e["cell"]["label"], e["cell"]["workers"]) == (label, n)
+        ]
+        steps = "-" if speed["steps"] is None else f"{speed['steps']:.0f}"
+        rows.append([
+            label,
+            str(n),
+            str(len(runs)),
+            _mean_pm([100 * r["test_accuracy"] for r in runs]),
+            f"{steps} ({speed['reached']}/{speed['runs']})",
+            f"{speed['speedup_steps']:.2f}" if "speedup_steps" in speed else "not reached",
+            f"{sum(r['train_seconds'] for r in runs) / len(runs):.1f}",
+        ])  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    table = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
+    failed = [name for name, e in data["cells"].items() if "failed" in e]
+    written = sorted(p.name for p in out.iterdir() if p.suffix in (".md", ".json", ".png"))
+    return "\n".join(
+        [
+            f"target: {100 * target:.2f} % test accuracy (steps to target: seeds that reached it)",
+            "",
+            *[line.rstrip() for line in table],
+            *([f"failed (left out): {', '.join(failed)}"] if failed else []),
+            "",
+            f"wrote in {out}/: {', '.join(written)}; each run in cells/",
+            f"the whole table: {out / 'compare.md'}; redraw with: nosync report {out}",
+        ]
+    )
+
+
+def _mean_pm(values: list[float]) -> str:
+    """``mean ± std`` over seeds (the mean alone for one seed)."""
+    if len(values) < 2:
+        return f"{values[0]:.2f}" if values else "-"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
 def _check_labels(base_values: dict[str, Any], labels: list[str], out: Path) -> None:

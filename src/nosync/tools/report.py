@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import tomllib
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,8 +34,16 @@ def _pct(value: float | None) -> str:
     return "   -  " if value is None else f"{100 * value:6.2f}"
 
 
-def format_summary(summary: dict[str, Any], out: str) -> str:
-    """The particles, the selected model, the ensemble and the weight average, as a table."""
+# what a run's final fitness is, by --fitness (the progress bar shows the rounds' as they land)
+FITNESS_LEGEND = {
+    "train-loss": "mean training loss over the final steps",
+    "held-out": "loss on the held-out fitness set at the end",
+}
+
+
+def format_summary(summary: dict[str, Any], out: str, fitness_kind: str | None = None) -> str:
+    """The particles, the selected model, the ensemble and the weight average, as a table;
+    ``fitness_kind`` (``--fitness``) names the fitness in the table's legend."""
     fitness = summary.get("final_fitness") or [None] * summary["particles"]
     best = summary.get("best_particle")
     lines = [
@@ -48,6 +57,11 @@ def format_summary(summary: dict[str, Any], out: str) -> str:
         fit = "    -   " if fitness[i] is None else f"{fitness[i]:8.4f}"
         mark = " *" if i == best and summary["particles"] > 1 else "  "
         lines.append(f"{i:>8}{mark}{fit}   {_pct(acc)}")
+    if any(f is not None for f in fitness):
+        what = FITNESS_LEGEND.get(fitness_kind or "", "the fitness at the end")
+        star = "* the selected particle; " if best is not None and summary["particles"] > 1 else ""
+        lines.append(f"{star}fitness: {what}, lower is better")
+        lines.append("(the progress bar's leader and best were an earlier round's)")
     lines += [
         "",
         f"selected model:           {_pct(summary['test_accuracy'])} % test accuracy "
@@ -240,6 +254,12 @@ def compare_plots(data: dict[str, Any], out: Path) -> list[Path]:
     return [*paths, _speedup_plot(data, groups, counts, out)]
 
 
+def colours(groups: dict[tuple[str, int], Any]) -> dict[str, str]:
+    """One colour per strategy label, the same in every plot of a comparison."""
+    labels = sorted({label for label, _ in groups})
+    return {label: f"C{i % 10}" for i, label in enumerate(labels)}
+
+
 def _curve_plot(
     groups: dict[tuple[str, int], list[dict[str, Any]]],
     counts: list[int],
@@ -254,19 +274,22 @@ def _curve_plot(
     fig, axes = plt.subplots(
         1, len(counts), figsize=(5 * len(counts), 4), squeeze=False, sharey=True
     )
+    colour = colours(groups)
     for ax, n in zip(axes[0], counts, strict=True):
         for (label, m), entries in groups.items():
             if m == n or m == 1:
                 xs, ys = _mean_curve(entries, x, y)
-                ax.plot(xs, ys, label=f"{label} (N={m})", lw=1.5, ls="--" if m == 1 else "-")
+                ls = "--" if m == 1 else "-"
+                style = {"color": colour[label], "ls": ls, **_dots(len(xs))}
+                ax.plot(xs, ys, label=f"{label} (N={m})", lw=1.5, **style)
         ax.set_title(f"N = {n}")
         ax.set_xlabel(AXIS_LABELS[x])
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)  # every panel: each holds strategies of its own N
     axes[0][0].set_ylabel(AXIS_LABELS[y])
     if y == "selected_test_accuracy":
         finals = [_mean_curve(es, x, y)[1][-1] for es in groups.values()]
         axes[0][0].set_ylim(min(finals) - 0.06, max(finals) + 0.02)
-    axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     _save(fig, out / name)
     return out / name
@@ -292,7 +315,8 @@ def _speedup_plot(
             (n, speed[(label, n)].get("speedup_steps")) for n in counts if (label, n) in speed
         ]
         found = [(n, float(s)) for n, s in pts if s is not None]
-        ax.plot([p[0] for p in found], [p[1] for p in found], marker="o", label=label)
+        xs, ys = [p[0] for p in found], [p[1] for p in found]
+        ax.plot(xs, ys, marker="o", label=label, color=colours(groups)[label])
     ax.set_xlabel("workers N")
     ax.set_ylabel("S(N), steps per worker to target")
     ax.set_title(f"speedup to {100 * target:.1f} % test accuracy")
@@ -316,7 +340,7 @@ def write_compare_report(folder: Path) -> Path:
             "",
             f"Strategies {', '.join(settings['strategies'])}; workers "
             f"{', '.join(map(str, settings['workers']))}; {settings['seeds']} seed(s); "
-            f"training settings {json.dumps(settings['train'])}.",
+            f"{shared_settings(settings['train'])}.",
             "",
             compare_table(data),
             "",
@@ -326,6 +350,13 @@ def write_compare_report(folder: Path) -> Path:
     )
     atomic_write_text(folder / "compare.md", text)
     return folder / "compare.md"
+
+
+def shared_settings(train: dict[str, Any]) -> str:
+    """The training settings every cell shares, as a reader wants them: ``key = value``."""
+    if not train:
+        return "the default training settings"
+    return "training settings " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in train.items())
 
 
 # ---- a single run --------------------------------------------------------------------------------
@@ -342,11 +373,14 @@ def write_run_report(folder: Path) -> Path:
     records = read_metrics(folder / "metrics.jsonl")
     evals = [r for r in records if r["type"] == "eval"]
     rounds = [r for r in records if r["type"] == "round" and r["fitness"]]
+    fitness_kind = run_config(folder).get("fitness")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     steps = [r["step"] for r in evals]
+    dots = _dots(len(evals))  # a line through one point draws nothing
     for p in range(summary["particles"]):
-        axes[0].plot(steps, [r["test_accuracy"][p] for r in evals], label=f"particle {p}")
-    axes[0].plot(steps, [r.get("selected_test_accuracy") for r in evals], "k--", label="selected")
+        axes[0].plot(steps, [r["test_accuracy"][p] for r in evals], label=f"particle {p}", **dots)
+    selected = [r.get("selected_test_accuracy") for r in evals]
+    axes[0].plot(steps, selected, "k--", label="selected", **dots)
     axes[0].set(xlabel="step", ylabel="test accuracy", title="accuracy")
     axes[0].legend(fontsize=8)
     for p in range(summary["particles"]):
@@ -354,9 +388,13 @@ def write_run_report(folder: Path) -> Path:
             [r["step"] for r in rounds],
             [math.nan if r["fitness"][p] is None else r["fitness"][p] for r in rounds],
             label=f"particle {p}",
+            **_dots(len(rounds)),
         )
-    axes[1].set(xlabel="step", ylabel="fitness (held-out loss)", title="sync rounds", yscale="log")
-    axes[2].plot(steps, [r["spread"] for r in evals])
+    if not rounds:
+        axes[1].text(0.5, 0.5, "no sync rounds", ha="center", transform=axes[1].transAxes)
+    ylabel = f"fitness ({FITNESS_AXIS.get(fitness_kind or '', 'lower is better')})"
+    axes[1].set(xlabel="step", ylabel=ylabel, title="sync rounds", yscale="log")
+    axes[2].plot(steps, [r["spread"] for r in evals], **dots)
     axes[2].set(xlabel="step", ylabel="mean pairwise L2", title="swarm spread")
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -373,7 +411,7 @@ def write_run_report(folder: Path) -> Path:
             "```",
             f"training diverged at step {diverged['step']}: no model"
             if diverged
-            else format_summary(summary, str(folder)),
+            else format_summary(summary, str(folder), fitness_kind),
             "```",
             "",
             "Rounds led per particle: "
@@ -428,6 +466,22 @@ def _explore_plot(
         "![explore](explore.png)",
         "",
     ]
+
+
+FITNESS_AXIS = {"train-loss": "training loss", "held-out": "held-out loss"}  # by --fitness
+
+
+def _dots(points: int) -> dict[str, Any]:
+    """Markers for a curve of few points (one point makes no line)."""
+    return {"marker": "o", "markersize": 4} if points < 3 else {}
+
+
+def run_config(folder: Path) -> dict[str, Any]:
+    """A run folder's ``config.toml`` ({} when it has none that reads: a run of an old nosync)."""
+    try:
+        return tomllib.loads((folder / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def write_report(folder: Path) -> Path:
