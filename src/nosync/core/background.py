@@ -8,6 +8,7 @@ when it must land, and the result once there.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 from collections.abc import Callable
@@ -57,7 +58,7 @@ class Pending:
     future: Future | None = None
     outcome: Outcome | None = None  # None on the other ranks of a data-parallel particle
     comm: tuple[float, int] = field(default=(0.0, 0))
-    aux: float = float("nan")  # the training loss taken at the start (``--explore``'s fitness)
+    aux: float = math.nan  # the training loss taken at the start (``--explore``'s fitness)
 
     def wait(self, timeout: float | None) -> None:
         """A background round's result, waited for no longer than ``timeout`` seconds (the
@@ -80,6 +81,7 @@ class Pending:
             "apply_at": self.apply_at,
             "outcome": None if self.outcome is None else self.outcome.state_dict(),
             "comm": list(self.comm),
+            "aux": self.aux,
         }
 
     @classmethod
@@ -88,4 +90,5 @@ class Pending:
         return cls(
             state["number"], state["step"], state["apply_at"], 0.0, outcome=outcome,
             comm=(float(state["comm"][0]), int(state["comm"][1])),
+            aux=float(state.get("aux", math.nan)),
         )  # fmt: skip

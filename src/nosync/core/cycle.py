@@ -102,3 +102,26 @@ class RoundCycle:
         record["applied_step"] = step
         self.history.append(record)
         return record
+
+    def state_dict(self) -> dict[str, Any]:
+        """The rounds' part of the swarm's state (the round in flight waited for first)."""
+        pending = self.pending
+        if pending is not None:
+            pending.wait(self.transport.timeout)
+        population = self.population
+        return {
+            "rounds": self.started,
+            "history": self.history,
+            "pending": None if pending is None else pending.state_dict(),
+            "train_loss": None if self.train_loss is None else self.train_loss.state_dict(),
+            "population": None if population is None else population.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.started, self.history = int(state["rounds"]), list(state["history"])
+        pending = state.get("pending")
+        self.pending = Pending.from_state(pending) if pending else None
+        if self.train_loss is not None and state.get("train_loss"):
+            self.train_loss.load_state_dict(state["train_loss"])
+        if self.population is not None and state.get("population"):
+            self.population.load_state_dict(state["population"])

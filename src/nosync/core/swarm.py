@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from nosync.core import checks, ending, placement, rules, selection
-from nosync.core.background import Background, Pending
+from nosync.core.background import Background
 from nosync.core.cycle import RoundCycle
 from nosync.core.distances import Distances
 from nosync.core.evaluate import SnapshotFitness, TrainLoss
@@ -315,37 +315,24 @@ class Swarm(StepHook):
         return self.transport.bytes
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything the swarm needs to continue exactly: counters, rule state, history, the
-        round in flight (waited for: it lands after the resume, at the step it would have) and
-        the training-loss window."""
-        pending = self._cycle.pending
-        if pending is not None:
-            pending.wait(self.transport.timeout)
+        """Everything the swarm needs to continue exactly: counters, rule state, the rounds'
+        (history, the round in flight: waited for, it lands after the resume at the step it
+        would have; the training-loss window; ``explore``'s values and lineage), distances."""
         return {
             "step": self.step,
-            "rounds": self.rounds,
             "rule": self.rule.state_dict(),
-            "history": self.history,
             "comm_seconds": self.transport.seconds,
             "comm_bytes": self.transport.bytes,
-            "pending": None if pending is None else pending.state_dict(),
-            "train_loss": None if self.train_loss is None else self.train_loss.state_dict(),
+            **self._cycle.state_dict(),  # "rounds", "history", "pending", "train_loss", ...
             **self.distances.state_dict(),  # "carry", "awaiting"
-            "population": None if self.population is None else self.population.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step, self._cycle.started = int(state["step"]), int(state["rounds"])
+        self.step = int(state["step"])
         self.rule.load_state_dict(state["rule"])
-        self._cycle.history = list(state["history"])
         self.transport.seconds, self.transport.bytes = state["comm_seconds"], state["comm_bytes"]
-        pending = state.get("pending")
-        self._cycle.pending = Pending.from_state(pending) if pending else None
-        if self.train_loss is not None and state.get("train_loss"):
-            self.train_loss.load_state_dict(state["train_loss"])
+        self._cycle.load_state_dict(state)
         self.distances.load_state_dict(state)
-        if self.population is not None and state.get("population"):
-            self.population.load_state_dict(state["population"])
 
 
 def _population(
