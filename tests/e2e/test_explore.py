@@ -45,7 +45,7 @@ def test_each_particle_trains_with_its_own_values_and_the_worst_copies(explored:
     assert schedule[0]["step"] == 0 and schedule == sorted(schedule, key=lambda c: c["step"])
     assert explore["winner"] == s["best_particle"]
     config = (explored / "config.toml").read_text()
-    assert 'fitness = "held-out"' in config  # --explore's default fitness
+    assert 'fitness = "train-loss"' in config  # the default: it judged as well (RESULTS §17)
 
 
 def test_a_resumed_explore_run_ends_bit_identical(explored: Path, tmp_path: Path) -> None:

@@ -37,7 +37,6 @@ from nosync.run.strategies.names import STRATEGIES, SWARMS
 from nosync.user import is_spec
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-EXPLORE_FITNESS = "held-out"  # --explore's default fitness: the training loss is biased by lr
 EXPLOIT_EVERY = 10  # rounds between exploit steps (issue 19's grid, RESULTS)
 LOGGERS = ("none", "tensorboard")
 
@@ -344,8 +343,6 @@ def resolve(
         cfg.outer_lr = 0.7
     if cfg.outer_momentum is None:
         cfg.outer_momentum = 0.9 if diloco else 0.0
-    if cfg.explore and "fitness" not in given:
-        cfg.fitness = EXPLORE_FITNESS  # judging particles that differ (RESULTS)
     if not cfg.out:
         cfg.out = str(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.strategy}")
     validate(cfg)
