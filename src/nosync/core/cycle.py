@@ -85,7 +85,11 @@ class RoundCycle:
         seconds, nbytes = self.transport.seconds, self.transport.bytes
         record = self.round.apply(pending.outcome, step - pending.step)
         if self.population is not None:
-            own = self.fitness_at.at(flatten_weights(self.round.model), pending.aux, False)
+            aux, model = pending.aux, self.round.model  # fitness now, only if asked for:
+
+            def own() -> float:  # (the round's own fitness usually serves)
+                return self.fitness_at.at(flatten_weights(model), aux, False)()
+
             self.population.land(record, pending.number, step, own)
         outcome = pending.outcome
         if outcome is not None:  # the previous round's distances came with this one
