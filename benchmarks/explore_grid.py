@@ -18,8 +18,8 @@ Configurations (Fashion-MNIST, mlp, 3 epochs, period 10; every cell one ``nosync
   ``explore-weighted-p03``: ``weighted`` at the default pressure 0.3 (at pressure 1 every
   particle is the same model when it is judged); ``explore-leader-trainloss``: judged by the
   training loss instead of held-out fitness;
-- ``off-low``/``off-high``: ``explore-weighted`` with the range off-centre (0.0005..0.05 and
-  0.05..5).
+- ``off-low``/``off-high``: ``explore-leader-trainloss`` (the defaults) with the range
+  off-centre (0.0005..0.05 and 0.05..5).
 
 Finished cells are skipped when the script runs again.  Writes
 ``benchmarks/results/explore/grid.json`` and prints a table of test accuracy (mean over seeds)
@@ -56,10 +56,8 @@ CONFIGS: dict[str, list[list[str]]] = {
     "explore-weighted-p03": [["--explore", RANGE, "--rule", "weighted", "--temperature", "0.1"]],
     "explore-leader-trainloss": [["--explore", RANGE, "--rule", "leader", "--fitness",
                                   "train-loss"]],
-    "off-low": [["--explore", "lr=0.0005..0.05:log", "--rule", "weighted", "--temperature",
-                 "0.1", "--pressure", "1"]],
-    "off-high": [["--explore", "lr=0.05..5:log", "--rule", "weighted", "--temperature", "0.1",
-                  "--pressure", "1"]],
+    "off-low": [["--explore", "lr=0.0005..0.05:log", "--rule", "leader"]],
+    "off-high": [["--explore", "lr=0.05..5:log", "--rule", "leader"]],
 }  # fmt: skip
 
 
