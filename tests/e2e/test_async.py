@@ -7,31 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from nosync.run.metrics import read_metrics
 
 from support.fixtures import Interrupted, made_once
 from support.helpers import nosync, summary
-
-PERIOD, DELAY, P = 4, 3, 0.3
-
-
-def batches(seed: int, steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    g = torch.Generator().manual_seed(seed)
-    return [
-        (torch.randn(8, 4, generator=g), torch.randint(0, 3, (8,), generator=g))
-        for _ in range(steps)
-    ]
-
-
-def train(model: nn.Module, opt: torch.optim.Optimizer, data: list) -> None:
-    for x, y in data:
-        loss = nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
 
 FLAGS = ["--workers", "2", "--steps", "200", "--period", "10", "--quiet", "--threads", "1"]
 
