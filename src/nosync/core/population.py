@@ -32,7 +32,7 @@ from nosync.core import explore, topology
 from nosync.core.explore import Event, Lineage, Space
 from nosync.core.records import RoundRecord
 from nosync.core.transport import Transport
-from nosync.core.weights import flatten_weights, load_weights
+from nosync.core.weights import flatten_weights, float_tensors, load_weights, unwrap
 
 Apply = Callable[[int, Mapping[str, float]], None]  # (particle, its values) -> None
 OPTIMIZER_NAMES = ("lr", "weight_decay", "momentum", "beta1", "beta2")
@@ -191,9 +191,9 @@ class Population:
             raise ValueError(f"explore: {', '.join(rest)} needs an apply= callback")
 
     def remember_layout(self) -> None:
-        """The optimizer state's layout, while this particle has one (a diverged particle's
-        was cleared, and it must still take a donor's)."""
-        if self.optimizer.state:
+        """The optimizer state's layout, once this particle has one (it stays the same; a
+        diverged particle's state is cleared, and it must still take a donor's)."""
+        if self._slots is None and self.optimizer.state:
             self._slots = state_slots(self.optimizer)
 
     def decide(self, number: int, fitness: Sequence[float]) -> dict[int, int]:
@@ -308,22 +308,26 @@ class Population:
         parts.append(flatten_state(self.optimizer, device))
         return torch.cat(parts)
 
+    def _counts(self) -> tuple[int, int]:
+        """How many float and integer weight values the payload starts with."""
+        module = unwrap(self.model)
+        floats = sum(t.numel() for t in float_tensors(module))
+        ints = sum(b.numel() for b in module.buffers() if not b.is_floating_point())
+        return floats, ints
+
     def _size(self, device: torch.device) -> int:
-        floats = flatten_weights(self.model).numel()
-        ints = flatten_weights(self.model, integer=True).numel()
         if self._slots is None:
             raise RuntimeError("explore: the optimizer has no state to lay a donor's out by yet")
-        return floats + ints + sum(math.prod(s[2]) for s in self._slots)
+        return sum(self._counts()) + sum(math.prod(s[2]) for s in self._slots)
 
     def _load(self, flat: Tensor) -> None:
-        floats = flatten_weights(self.model)
-        ints = flatten_weights(self.model, integer=True)
-        a, b = floats.numel(), floats.numel() + ints.numel()
-        load_weights(self.model, flat[:a].to(floats.dtype))
-        if ints.numel():
-            load_weights(self.model, flat[a:b].to(ints.dtype), integer=True)
+        """The donor's payload into this particle (load_weights casts to each tensor's dtype)."""
+        floats, ints = self._counts()
+        load_weights(self.model, flat[:floats])
+        if ints:
+            load_weights(self.model, flat[floats : floats + ints], integer=True)
         assert self._slots is not None
-        load_state(self.optimizer, flat[b:], self._slots)
+        load_state(self.optimizer, flat[floats + ints :], self._slots)
 
     def table(self) -> list[dict[str, float]]:
         """Every particle's values now (for the round record)."""

@@ -286,7 +286,12 @@ def read_toml(path: str, warn: bool = True) -> dict[str, Any]:
 
 def _coerce(key: str, value: Any, where: str) -> Any:
     if key == "explore" and isinstance(value, dict):  # the TOML form: a table of ranges
-        return explore_text(value, where)
+        from nosync.core.explore import Space
+
+        try:
+            return Space.of(value).text()
+        except ValueError as err:
+            raise UserError(f"{where}: {err}") from None
     base, optional = kind(key)
     if optional and value == AUTO:
         return None
@@ -300,20 +305,6 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         expected = f'{base} or "{AUTO}"' if optional else base
         raise UserError(f"{where} must be {expected}, got {value!r}")
     return float(value) if base == "float" else value
-
-
-def explore_text(table: dict[str, Any], where: str) -> str:
-    """``{lr = "0.005..0.5:log", weight_decay = [0, 0.001]}`` as ``--explore`` text."""
-    parts = []
-    for name, spec in table.items():
-        if isinstance(spec, list) and len(spec) in (2, 3):
-            log = ":log" if len(spec) == 3 and spec[2] == "log" else ""
-            parts.append(f"{name}={spec[0]}..{spec[1]}{log}")
-        elif isinstance(spec, str):
-            parts.append(f"{name}={spec}")
-        else:
-            raise UserError(f'{where}.{name} must be "LOW..HIGH[:log]" or [LOW, HIGH, "log"]')
-    return ",".join(parts)
 
 
 def resolve(

@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nosync.core.explore import Space
 from nosync.core.population import OPTIMIZER_NAMES, Explore, Population, apply_to_optimizer
-from nosync.run.config import TrainConfig
+from nosync.run.config import TrainConfig, load_schedule
 
 
 class SmoothedLoss:
@@ -31,8 +32,11 @@ def explores_smoothing(cfg: TrainConfig) -> bool:
     """Whether the training loss's label smoothing may change while training (an explored or
     replayed ``label_smoothing``)."""
     if cfg.replay:
-        return cfg.loss == "cross_entropy"
-    return bool(cfg.explore) and "label_smoothing=" in cfg.explore.replace(" ", "")
+        return (
+            cfg.loss == "cross_entropy"
+            and "label_smoothing" in load_schedule(cfg.replay)[0]["values"]
+        )
+    return bool(cfg.explore) and "label_smoothing" in Space.parse(cfg.explore).names
 
 
 def explore_of(cfg: TrainConfig, scheduler: Any, loss: object) -> Explore | None:

@@ -435,8 +435,10 @@ def _explore_plot(
     explore = summary.get("explore")
     if not rounds or not isinstance(explore, dict):
         return []
+    from nosync.core.explore import Space
+
     names = list(rounds[0]["explore"]["values"][0])
-    logs = {part.split("=")[0] for part in explore["space"].split(",") if part.endswith(":log")}
+    logs = {d.name for d in Space.parse(explore["space"], names=None).dims if d.log}
     fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4), squeeze=False)
     steps = [r.get("applied_step", r["step"]) for r in rounds]
     for ax, name in zip(axes[0], names, strict=True):
