@@ -318,12 +318,13 @@ class Swarm(StepHook):
         """Everything the swarm needs to continue exactly: counters, rule state, the rounds'
         (history, the round in flight: waited for, it lands after the resume at the step it
         would have; the training-loss window; ``explore``'s values and lineage), distances."""
-        return {
+        rounds = self._cycle.state_dict()  # first: it waits for the round in flight, whose
+        return {  # background thread may still be updating the rule's and distances' state
             "step": self.step,
             "rule": self.rule.state_dict(),
             "comm_seconds": self.transport.seconds,
             "comm_bytes": self.transport.bytes,
-            **self._cycle.state_dict(),  # "rounds", "history", "pending", "train_loss", ...
+            **rounds,  # "rounds", "history", "pending", "train_loss", "population"
             **self.distances.state_dict(),  # "carry", "awaiting"
         }
 
