@@ -227,11 +227,12 @@ class Control:
         return bool(vote[0])
 
     def _inject_nan(self, step: int) -> None:
-        print(
-            f"nosync: rank {self.placement.rank}: injecting NaN weights at step {step}",
-            file=sys.stderr,
-            flush=True,
+        # one write (print writes the text and its newline apart, and two ranks' lines on one
+        # stderr could then interleave into a joined line and an empty one)
+        sys.stderr.write(
+            f"nosync: rank {self.placement.rank}: injecting NaN weights at step {step}\n"
         )
+        sys.stderr.flush()
         with torch.no_grad():
             for p in self.model.parameters():
                 p.fill_(math.nan)
