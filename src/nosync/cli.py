@@ -117,8 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=["single,nosync,ddp,localsgd,easgd"],
         help="labels (comma- or space-separated): single, nosync, nosync-RULE, ddp, localsgd, "
-        "easgd, diloco, each optionally with settings of its own: "
-        "'nosync-weighted:temperature=0.5,outer_momentum=0.9' localsgd:period=50 "
+        "easgd, diloco, pbt and sweep (with --explore), each optionally with settings of its own: "
+        "'nosync-weighted:temperature=0.5,outer_momentum=0.9' localsgd:period=50; one numeric "
+        "setting per label may list values separated by / (no shell quoting needed): "
+        "localsgd:lr=0.005/0.05/0.5 runs one row per value plus a row 'localsgd tuned "
+        "(lr=BEST)' with the best value's results and the whole grid's samples "
         "(default: single,nosync,ddp,localsgd,easgd)",
     )
     compare.add_argument(
@@ -254,7 +257,7 @@ def _train(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from nosync.run.compat import upgrade
     from nosync.run.config import read_toml
-    from nosync.tools.compare import parse_labels, parse_workers, printed_summary, run_compare
+    from nosync.tools.compare import parse_strategies, parse_workers, printed_summary, run_compare
 
     flags = upgrade(_flags(args, PER_CELL))  # (today's spelling, as compare.json records it)
     shared = read_toml(args.config) if args.config else {}
@@ -269,15 +272,17 @@ def _compare(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not (out / "compare.json").exists() and any(out.iterdir()):
         raise UserError(f"out: {out} is not empty and holds no comparison")
+    labels, grids = parse_strategies(",".join(args.strategies))
     status = run_compare(
         base,
-        parse_labels(",".join(args.strategies)),
+        labels,
         parse_workers(args.workers),
         args.seeds,
         args.evals,
         args.target,
         out,
         quiet=bool(base.get("quiet")),
+        grids=grids,
     )
     if status == 130:
         print(

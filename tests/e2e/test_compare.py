@@ -59,6 +59,10 @@ def test_compare_writes_table_and_plots_and_resumes_after_ctrl_c(tmp_path: Path)
     data = json.loads((out / "compare.json").read_text())
     cell = data["cells"]["nosync-n2-s0"]
     assert cell["summary"]["steps"] == 40 and len(cell["curve"]) == 4
+    # samples per seed: 40 steps x batch 32, once for single, once per worker of the swarm
+    samples = {(r["label"], r["workers"]): r["samples_per_seed"] for r in data["rows"]}
+    assert samples == {("single", 1): 40 * 32, ("nosync", 2): 2 * 40 * 32}
+    assert "samples/seed (M)" in printed and "| single | 1 | 1 | " in table
 
     for plot in out.glob("*.png"):
         plot.unlink()
@@ -88,3 +92,28 @@ def test_compare_interrupted_in_its_first_cell_resumes(tmp_path: Path) -> None:
     again.send_signal(signal.SIGINT)
     _, err = again.communicate(timeout=120)
     assert again.returncode == 130 and "holds no comparison" not in err, err
+
+
+def test_compare_runs_a_grid_with_its_tuned_row_and_resumes_it(tmp_path: Path) -> None:
+    """``single:lr=0.01/0.1``: a row per value and a tuned row that reports the better one at
+    the price of both; run again, the finished cells are not run again."""
+    out = tmp_path / "cmp"
+    grid = ["--strategies", "single:lr=0.01/0.1", "--seeds", "1", "--steps", "20", "--evals", "2"]
+    grid += ["--quiet", "--out", str(out)]
+    run = nosync("compare", *grid)
+    assert run.returncode == 0, run.stderr
+    rows = json.loads((out / "compare.json").read_text())["rows"]
+    values, tuned = rows[:2], rows[2]
+    assert [r["label"] for r in values] == ["single:lr=0.01", "single:lr=0.1"]
+    best = max(values, key=lambda r: r["test_accuracy"])
+    assert tuned["label"] == f"single tuned (lr={best['label'].split('=')[1]})"
+    assert tuned["tuned"]["label"] == best["label"]
+    assert tuned["test_accuracy"] == best["test_accuracy"]
+    assert [r["samples_per_seed"] for r in rows] == [20 * 32, 20 * 32, 2 * 20 * 32]
+    assert tuned["label"] in run.stdout
+    assert f"| {tuned['label']} | 1 | 1 |" in (out / "compare.md").read_text()
+    first = out / "cells" / "single_lr=0.01-n1-s0" / "summary.json"
+    stamp = first.stat().st_mtime_ns
+    again = nosync("compare", *grid)
+    assert again.returncode == 0, again.stderr
+    assert first.stat().st_mtime_ns == stamp

@@ -4,6 +4,7 @@ the speedup arithmetic on made-up curves."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,7 @@ def _entry(label: str, n: int, seed: int, accs: list[float]) -> dict:
         "weight_average_test_accuracy": accs[-1],
         "train_seconds": 4.0,
         "train_samples_per_second": 100.0,
+        "samples_per_worker": 320 * len(accs),  # 10 steps of batch 32 per evaluation
     }
     return {
         "cell": {"label": label, "workers": n, "seed": seed},
@@ -252,3 +254,200 @@ def test_explore_baselines_are_labels_and_explore_reaches_only_the_swarm(tmp_pat
 
     with pytest.raises(UserError, match="pbt needs --explore"):
         _check_labels({}, ["pbt"], tmp_path)
+
+
+# ---- issue 19 item 5: compute per row, and a tuned row from a grid -------------------------------
+def test_a_grid_of_values_expands_into_one_label_per_value() -> None:
+    """``lr=0.005/0.05`` is one label per value (in place among the label's other settings) and a
+    grid that names them; a text setting keeps its ``/`` (a path); the presets take grids too."""
+    from nosync.tools.compare import Grid, parse_strategies
+
+    labels, grids = parse_strategies("single,localsgd:period=5,lr=5e-3/0.05/0.5,weight_decay=0")
+    members = [f"localsgd:period=5,lr={v},weight_decay=0.0" for v in ("0.005", "0.05", "0.5")]
+    assert labels == ["single", *members]
+    assert grids == [
+        Grid(
+            label="localsgd:period=5,lr=0.005/0.05/0.5,weight_decay=0.0",
+            key="lr",
+            values=("0.005", "0.05", "0.5"),
+            labels=tuple(members),
+            base="localsgd:period=5,weight_decay=0.0",
+        )
+    ]
+    cells = plan(labels, [2, 4], 1)
+    assert [c.label for c in cells] == ["single", *[m for m in members for _ in (2, 4)]]
+    lrs = [cell_config({"lr": 1.0}, c, 40, 10, Path("/tmp/x"))["lr"] for c in cells[1::2]]
+    assert lrs == [0.005, 0.05, 0.5]
+    labels, grids = parse_strategies("sweep:period=5/10,nosync:delay=auto/3")
+    assert labels == ["sweep:period=5", "sweep:period=10", "nosync:delay=auto", "nosync:delay=3"]
+    assert [(g.key, g.values, g.base) for g in grids] == [
+        ("period", ("5", "10"), "sweep"),
+        ("delay", ("auto", "3"), "nosync"),
+    ]
+    assert parse_strategies("localsgd:data_dir=/data/x")[1] == []  # a path, not a grid
+
+
+GRID_ERRORS = {
+    "localsgd:lr=0.01/0.1,period=5/10": "localsgd: values for both lr and period; a label "
+    "takes values (/) for one key only",
+    "localsgd:lr=0.01/": "localsgd: lr=0.01/ has an empty value",
+    "localsgd:lr=/": "localsgd: lr=/ has an empty value",
+    "localsgd:lr=0.01/fast": "localsgd: lr=0.01/fast: 'fast' is not a number",
+    "localsgd:lr=0.01/nan": "'nan' is not a number",
+    "nosync:shard=true/false": "'true' is not a number",
+    "localsgd:period=5/7.5": "period must be int, got '7.5'",
+    "localsgd:lr=0.1/0.1": "localsgd:lr=0.1 is given twice",
+}
+
+
+@pytest.mark.parametrize("text", list(GRID_ERRORS))
+def test_a_grid_that_does_not_parse_is_one_line_and_exit_2(
+    text: str, tmp_path: Path, capsys
+) -> None:
+    from nosync.cli import main
+
+    with pytest.raises(UserError, match=re.escape(GRID_ERRORS[text])):
+        parse_labels(text)
+    out = tmp_path / "cmp"
+    assert main(["compare", "--strategies", text, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nosync: error: strategies: ") and len(err.splitlines()) == 1, err
+    assert not out.exists()
+
+
+def _grid_comparison(lr_accs: dict[str, dict[int, list[float]]]) -> dict:
+    """compare.json of ``single`` and ``localsgd:lr=A/B/C`` at N = 2 and 4: ``lr_accs`` gives
+    each value's final test accuracy per worker count, one per seed."""
+    from nosync.tools.compare import parse_strategies
+
+    labels, grids = parse_strategies("single,localsgd:lr=" + "/".join(lr_accs))
+    cells = {"single-n1-s0": _entry("single", 1, 0, [0.5, 0.7, 0.8, 0.9])}
+    for label, accs in zip(labels[1:], lr_accs.values(), strict=True):
+        for n, finals in accs.items():
+            for seed, acc in enumerate(finals):
+                cell = Cell(label, n, seed)
+                cells[cell.name] = _entry(label, n, seed, [acc - 0.1, acc - 0.05, acc, acc])
+    settings = {"target": 0.8, "steps": 40, "strategies": labels, "workers": [2, 4], "seeds": 2}
+    settings["grids"] = [g.to_dict() for g in grids]
+    return {"settings": {**settings, "train": {}}, "cells": cells}
+
+
+def test_a_tuned_row_reports_the_best_value_at_the_price_of_the_whole_grid(
+    tmp_path: Path,
+) -> None:
+    """The best mean over seeds wins, per worker count (lr=0.05 at N = 2, lr=0.5 at N = 4);
+    its samples are the three values' together; it follows its values in the table, the
+    printed table and compare.json's rows."""
+    from nosync.tools.compare import _write_index, printed_summary
+    from nosync.tools.report import table_rows
+
+    data = _grid_comparison({
+        "0.005": {2: [0.80, 0.80], 4: [0.80, 0.80]},
+        "0.05": {2: [0.95, 0.85], 4: [0.86, 0.86]},  # N = 2: mean 0.90, its best seed 0.95
+        "0.5": {2: [0.89, 0.89], 4: [0.91, 0.87]},  # N = 4: mean 0.89
+    })  # fmt: skip
+    rows = table_rows(data)
+    assert [(r.label, r.workers) for r in rows] == [
+        ("single", 1),
+        ("localsgd:lr=0.005", 2),
+        ("localsgd:lr=0.005", 4),
+        ("localsgd:lr=0.05", 2),
+        ("localsgd:lr=0.05", 4),
+        ("localsgd:lr=0.5", 2),
+        ("localsgd:lr=0.5", 4),
+        ("localsgd tuned (lr=0.05)", 2),
+        ("localsgd tuned (lr=0.5)", 4),
+    ]
+    # a run: N workers x 40 steps x batch 32; the tuned row: the grid's three values' runs
+    assert [r.samples for r in rows] == [1280, *[2560, 5120] * 3, 3 * 2560, 3 * 5120]
+    tuned2, tuned4 = rows[7], rows[8]
+    assert tuned2.entries == rows[3].entries and tuned4.entries == rows[6].entries
+    assert tuned4.tuned == {
+        "key": "lr",
+        "value": "0.5",
+        "label": "localsgd:lr=0.5",
+        "of": ["localsgd:lr=0.005", "localsgd:lr=0.05", "localsgd:lr=0.5"],
+    }
+
+    table = compare_table(data)
+    assert "| localsgd tuned (lr=0.05) | 2 | 2 | 90.00 ± 7.07 | 0.00768 |" in table
+    assert "| localsgd tuned (lr=0.5) | 4 | 2 | 89.00 ± 2.83 | 0.0154 |" in table
+    assert "| single | 1 | 1 | 90.00 | 0.00128 |" in table
+    assert "a tuned row counts every value of its grid" in table
+
+    _write_index(tmp_path, data)
+    written = json.loads((tmp_path / "compare.json").read_text())["rows"]
+    assert written[7] == {
+        "label": "localsgd tuned (lr=0.05)",
+        "workers": 2,
+        "seeds": 2,
+        "test_accuracy": pytest.approx(0.90),
+        "samples_per_seed": 7680,
+        "tuned": {
+            "key": "lr",
+            "value": "0.05",
+            "label": "localsgd:lr=0.05",
+            "of": ["localsgd:lr=0.005", "localsgd:lr=0.05", "localsgd:lr=0.5"],
+        },
+    }
+    assert written[0] == {
+        "label": "single",
+        "workers": 1,
+        "seeds": 1,
+        "test_accuracy": 0.9,
+        "samples_per_seed": 1280,
+    }
+    printed = printed_summary(tmp_path).splitlines()
+    row = next(line for line in printed if line.startswith("localsgd tuned (lr=0.5)"))
+    assert row.split()[3:7] == ["4", "2", "89.00", "±"] and row.split()[8] == "0.0154"
+
+
+def test_a_tuned_row_waits_for_every_value_of_its_grid() -> None:
+    """Until each value has a finished run at a worker count, no tuned row there: the best of
+    the values run so far would flatter it and count too few samples."""
+    from nosync.tools.report import table_rows
+
+    data = _grid_comparison({"0.1": {2: [0.9]}, "0.01": {2: [0.8], 4: [0.8]}})
+    assert [(r.label, r.workers) for r in table_rows(data)] == [
+        ("single", 1),
+        ("localsgd:lr=0.1", 2),  # the grid's order, not the text's
+        ("localsgd:lr=0.01", 2),
+        ("localsgd:lr=0.01", 4),
+        ("localsgd tuned (lr=0.1)", 2),
+    ]
+
+
+def test_a_comparison_with_a_grid_resumes_into_its_folder(tmp_path: Path) -> None:
+    """The grid is part of compare.json's settings (as JSON lists): the same command again
+    opens the same comparison; another grid is another comparison."""
+    from nosync.tools.compare import _open_index, parse_strategies
+
+    def settings(text: str) -> dict:
+        labels, grids = parse_strategies(text)
+        return {"strategies": labels, "grids": [g.to_dict() for g in grids], "train": {}}
+
+    first = _open_index(tmp_path, settings("localsgd:lr=0.01/0.1"))
+    first["cells"]["x"] = {"done": True}
+    (tmp_path / "compare.json").write_text(json.dumps(first))
+    assert _open_index(tmp_path, settings("localsgd:lr=0.01/0.1"))["cells"] == {"x": {"done": True}}
+    with pytest.raises(UserError, match="holds a comparison with other settings"):
+        _open_index(tmp_path, settings("localsgd:lr=0.01/0.2"))
+
+
+def test_samples_per_seed_count_every_worker_of_a_run(tmp_path: Path) -> None:
+    """A run's samples are steps x batch x workers: one worker of single, and each of the four
+    particles of an --explore swarm (``sweep``) counts; summaries as ``collect`` keeps them."""
+    from nosync.tools.compare import collect
+    from nosync.tools.report import table_rows
+
+    cells = {}
+    for cell, per_worker in ((Cell("single", 1, 0), 40 * 16), (Cell("sweep", 4, 0), 40 * 16)):
+        folder = tmp_path / cell.name
+        folder.mkdir()
+        summary = {"test_accuracy": 0.9, "steps": 40, "samples_per_worker": per_worker}
+        (folder / "summary.json").write_text(json.dumps(summary))
+        (folder / "metrics.jsonl").write_text("")
+        cells[cell.name] = {"cell": cell.__dict__, **collect(folder)}
+    settings = {"steps": 40, "strategies": ["single", "sweep"], "workers": [4], "seeds": 1}
+    rows = table_rows({"settings": settings, "cells": cells})
+    assert {r.label: r.samples for r in rows} == {"single": 640, "sweep": 4 * 640}

@@ -152,7 +152,8 @@ def test_compare_prints_a_plain_table_and_the_files_it_wrote(
     assert header.split()[:4] == ["strategy", "N", "seeds", "test"] and "S(N) steps" in header
     row = next(line for line in lines if line.startswith("nosync ") and " 4 " in line)
     # the target 0.9: single reaches it at step 40, nosync at N = 4 at step 20
-    assert row.split() == ["nosync", "4", "1", "90.00", "20", "(1/1)", "2.00", "4.0"]
+    # 4 workers x 40 steps x batch 32 = 5120 samples, 0.00512 million
+    assert row.split() == ["nosync", "4", "1", "90.00", "0.00512", "20", "(1/1)", "2.00", "4.0"]
     assert "ddp" in printed and "not reached" in printed
     files = next(line for line in lines if line.startswith("wrote in"))
     for name in ("compare.md", "compare.json", "speedup.png", "accuracy_vs_samples.png"):

@@ -5,11 +5,16 @@ as a subprocess one after another, with the same number of optimizer steps per w
 same samples per worker) and the same evaluation points.  ``compare.json`` gathers what the
 cells wrote; ``report.py`` turns it into a Markdown table and plots.  A comparison that is
 interrupted and started again skips finished cells and resumes a cell that has a checkpoint.
+
+A label's setting may list values, ``localsgd:lr=0.005/0.05/0.5``: a grid, one label per value
+plus a "tuned" row that reports the best value at the price of the whole grid (a tuned
+baseline is only fair when the tuning is counted).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import signal
 import statistics
@@ -32,6 +37,7 @@ from nosync.run.config import (
     STRATEGIES,
     TrainConfig,
     drop_unused,
+    kind,
     parser_of,
     resolve,
     unused,
@@ -91,13 +97,45 @@ class Cell:
         return f"{safe}-n{self.workers}-s{self.seed}"
 
 
+GRID = "/"  # between a grid's values: no shell quoting needed, and no number holds one
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A label whose setting ``key`` lists several values: it ran as ``labels``, one per value
+    (in ``values``' order), and its tuned row is named after ``base``, the label without the key."""
+
+    label: str  # canonical spelling, values joined by GRID: localsgd:lr=0.005/0.05,period=5
+    key: str
+    values: tuple[str, ...]
+    labels: tuple[str, ...]
+    base: str  # localsgd:period=5
+
+    def to_dict(self) -> dict[str, Any]:
+        """As ``compare.json`` keeps it (lists, so that a resumed comparison compares equal)."""
+        return {
+            "label": self.label,
+            "key": self.key,
+            "values": list(self.values),
+            "labels": list(self.labels),
+            "base": self.base,
+        }
+
+
 def parse_labels(text: str) -> list[str]:
-    """``single,nosync,nosync-pso:pressure=0.5,period=10,ddp`` -> labels.
+    """The labels of ``--strategies``, a grid's values one label each (parse_strategies)."""
+    return parse_strategies(text)[0]
+
+
+def parse_strategies(text: str) -> tuple[list[str], list[Grid]]:
+    """``single,nosync,nosync-pso:pressure=0.5,period=10,localsgd:lr=0.01/0.1`` -> labels, grids.
 
     A label is ``STRATEGY``, ``nosync-RULE`` (the swarm's rule), either followed by
     ``:key=value`` settings of its own (training flags in their TOML spelling, which win over
     the shared ones); after a label's first setting, comma-separated ``key=value`` items are
-    its further settings.  Labels come back in a canonical spelling.
+    its further settings.  One numeric setting of a label may list values separated by ``/``:
+    the label becomes one label per value, and a :class:`Grid` that records them.  Labels come
+    back in a canonical spelling.
     """
     parts: list[tuple[str, list[str]]] = []
     for token in (t.strip() for t in text.split(",")):
@@ -114,6 +152,7 @@ def parse_labels(text: str) -> list[str]:
     if not parts:
         raise UserError("strategies: give at least one")
     labels: list[str] = []
+    grids: list[Grid] = []
     seen: list[tuple[str, dict[str, Any]]] = []
     for name, settings in parts:
         strategy, _, rule = name.partition("-")
@@ -126,14 +165,93 @@ def parse_labels(text: str) -> list[str]:
                 f"nosync-RULE with RULE one of {', '.join(rules.RULES)}, or "
                 f"{' or '.join(PRESETS)} with --explore)"
             )
-        values = settings_of(name, settings)
-        spelled = ",".join(f"{k}={AUTO if v is None else v}" for k, v in values.items())
-        label = f"{name}:{spelled}" if spelled else name
-        if (name, values) in seen:  # the same cells twice: one run, two rows of the table
-            raise UserError(f"strategies: {label} is given twice")
-        seen.append((name, values))
-        labels.append(label)
-    return labels
+        grid = _grid_of(name, settings)
+        members = [settings] if grid is None else _expand(settings, *grid)
+        spelled_values: list[str] = []
+        for items in members:
+            values = settings_of(name, items)
+            label = _spell(name, values)
+            if (name, values) in seen:  # the same cells twice: one run, two rows of the table
+                raise UserError(f"strategies: {label} is given twice")
+            seen.append((name, values))
+            labels.append(label)
+            if grid is not None:
+                key = items[grid[0]].partition("=")[0].strip().replace("-", "_")
+                spelled_values.append(_spell_value(values[key]))
+        if grid is not None:
+            grids.append(_grid(name, settings, grid[0], spelled_values, labels[-len(members) :]))
+    return labels, grids
+
+
+def _grid_of(name: str, items: list[str]) -> tuple[int, list[str]] | None:
+    """Which of a label's settings lists values (its index and the values), or None.
+
+    A text setting keeps its ``/`` (a path: ``data_dir=/data``); only numeric ones are grids,
+    one per label, since two would make a cross product nobody could read as one row.
+    """
+    found: list[tuple[int, str, str]] = []
+    for i, item in enumerate(items):
+        key, eq, text = (part.strip() for part in item.partition("="))
+        field = RENAMED.get(key.replace("-", "_"), key.replace("-", "_"))
+        if eq and GRID in text and not (field in FIELDS and kind(field)[0] == "str"):
+            found.append((i, key, text))
+    if not found:
+        return None
+    if len(found) > 1:
+        keys = " and ".join(key for _, key, _ in found)
+        raise UserError(
+            f"strategies: {name}: values for both {keys}; a label takes values ({GRID}) for "
+            "one key only (give one label per grid)"
+        )
+    index, key, text = found[0]
+    values = [v.strip() for v in text.split(GRID)]
+    for value in values:
+        if not value:
+            raise UserError(
+                f"strategies: {name}: {key}={text} has an empty value (values are numbers "
+                f"separated by {GRID}: {key}=0.01{GRID}0.1)"
+            )
+        field = RENAMED.get(key.replace("-", "_"), key.replace("-", "_"))
+        automatic = field in FIELDS and kind(field)[1] and value == AUTO
+        if not automatic and not _is_number(value):
+            raise UserError(
+                f"strategies: {name}: {key}={text}: {value!r} is not a number (values are "
+                f"numbers separated by {GRID})"
+            )
+    return index, values
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _expand(items: list[str], index: int, values: list[str]) -> list[list[str]]:
+    """A label's settings once per value of its grid (the gridded item in its place)."""
+    key = items[index].partition("=")[0].strip()
+    return [[*items[:index], f"{key}={value}", *items[index + 1 :]] for value in values]
+
+
+def _spell(name: str, values: dict[str, Any]) -> str:
+    spelled = ",".join(f"{k}={_spell_value(v)}" for k, v in values.items())
+    return f"{name}:{spelled}" if spelled else name
+
+
+def _spell_value(value: Any) -> str:
+    return AUTO if value is None else str(value)
+
+
+def _grid(name: str, items: list[str], index: int, values: list[str], labels: list[str]) -> Grid:
+    """The record of a label's grid, its spellings canonical like its labels'."""
+    key = items[index].partition("=")[0].strip().replace("-", "_")
+    first = settings_of(name, _expand(items, index, values[:1])[0])
+    spelled = ",".join(
+        f"{k}={GRID.join(values) if k == key else _spell_value(v)}" for k, v in first.items()
+    )
+    rest = {k: v for k, v in first.items() if k != key}
+    return Grid(f"{name}:{spelled}", key, tuple(values), tuple(labels), _spell(name, rest))
 
 
 def settings_of(name: str, items: list[str]) -> dict[str, Any]:
@@ -244,8 +362,10 @@ def run_compare(
     target: float | None,
     out: Path,
     quiet: bool = False,
+    grids: list[Grid] | None = None,
 ) -> int:
-    """Run the grid; returns 0, 1 when a cell failed, or 130 when interrupted."""
+    """Run the grid; returns 0, 1 when a cell failed, or 130 when interrupted.  ``grids``
+    (from :func:`parse_strategies`) add their tuned rows; their labels are in ``labels``."""
     from nosync.tools.report import write_compare_report
 
     base = resolve(base_values, {"out": str(out / "cells" / "probe")})
@@ -261,6 +381,8 @@ def run_compare(
         "target": target,
         "train": base_values,
     }
+    if grids:  # (only then: a comparison of an older nosync, without the key, still resumes)
+        settings["grids"] = [grid.to_dict() for grid in grids]
     data = _open_index(out, settings)
     status = _run_grid(settings, data, plan(labels, workers, seeds), out, quiet)
     if status != INTERRUPTED:
@@ -268,26 +390,37 @@ def run_compare(
     return status
 
 
+PRINTED_COLUMNS = (
+    "strategy",
+    "N",
+    "seeds",
+    "test acc %",
+    "samples/seed (M)",
+    "steps to target",
+    "S(N) steps",
+    "train s",
+)
+
+
 def printed_summary(out: Path) -> str:
     """What ``nosync compare`` prints at the end: the main columns of ``compare.md`` as plain
     text (mean over seeds), and the files it wrote."""
-    from nosync.tools.report import read_object, resolve_target, speedups
+    from nosync.tools.report import millions, read_object, resolve_target, speedups, table_rows
 
     data = read_object(out / "compare.json", ("settings", "cells"), "compare")
     target = resolve_target(data)
-    rows = [["strategy", "N", "seeds", "test acc %", "steps to target", "S(N) steps", "train s"]]
-    for (label, n), speed in speedups(data, target).items():
-        runs = [
-            e["summary"]
-            for e in data["cells"].values()
-            if "failed" not in e and (e["cell"]["label"], e["cell"]["workers"]) == (label, n)
-        ]
+    speeds = speedups(data, target)
+    rows = [list(PRINTED_COLUMNS)]
+    for row in table_rows(data):
+        label, n, runs = row.label, row.workers, [e["summary"] for e in row.entries]
+        speed = speeds[(label, n)]
         steps = "-" if speed["steps"] is None else f"{speed['steps']:.0f}"
         rows.append([
             label,
             str(n),
             str(len(runs)),
             _mean_pm([100 * r["test_accuracy"] for r in runs]),
+            millions(row.samples),
             f"{steps} ({speed['reached']}/{speed['runs']})",
             f"{speed['speedup_steps']:.2f}" if "speedup_steps" in speed else "not reached",
             f"{sum(r['train_seconds'] for r in runs) / len(runs):.1f}",
@@ -299,6 +432,8 @@ def printed_summary(out: Path) -> str:
     return "\n".join(
         [
             f"target: {100 * target:.2f} % test accuracy (steps to target: seeds that reached it)",
+            "samples/seed (M): training samples one seed of the row costs, all workers together"
+            + ("; a tuned row counts its whole grid" if data["settings"].get("grids") else ""),
             "",
             *[line.rstrip() for line in table],
             *([f"failed (left out): {', '.join(failed)}"] if failed else []),
@@ -355,8 +490,17 @@ def _open_index(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
         return data
     data = {"settings": settings, "cells": {}}
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(index, json.dumps(data, indent=1) + "\n")
+    _write_index(out, data)
     return data
+
+
+def _write_index(out: Path, data: dict[str, Any]) -> None:
+    """``compare.json``, with its table's rows as they stand (``rows``: label, workers, seeds,
+    mean test accuracy, samples per seed, and a tuned row's pick) for programs to read."""
+    from nosync.tools.report import table_rows
+
+    data["rows"] = [row.to_dict() for row in table_rows(data)]
+    atomic_write_text(out / "compare.json", json.dumps(data, indent=1) + "\n")
 
 
 def _run_grid(
@@ -395,7 +539,7 @@ def _run_grid(
                 bar.write(
                     f"nosync: compare: {cell.name} failed (exit {code}); see {log}", file=sys.stderr
                 )
-            atomic_write_text(out / "compare.json", json.dumps(data, indent=1) + "\n")
+            _write_index(out, data)
     bar.close()
     return INTERRUPTED if ctrl_c.pressed else status
 

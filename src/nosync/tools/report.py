@@ -13,6 +13,7 @@ import statistics
 import tomllib
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,80 @@ def _groups(data: dict[str, Any]) -> dict[tuple[str, int], list[dict[str, Any]]]
     return dict(sorted(groups.items(), key=lambda kv: (kv[0][1] > 1, kv[0][0], kv[0][1])))
 
 
+@dataclass
+class Row:
+    """A row of the comparison's table: a label at a worker count, over seeds."""
+
+    label: str
+    workers: int
+    entries: list[dict[str, Any]]  # the finished runs it reports (a tuned row: its best value's)
+    samples: float | None  # samples one seed costs, all runs of the row (None: not recorded)
+    tuned: dict[str, Any] | None = None  # a grid's best: key, value, label, labels
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``compare.json`` keeps of the row (``rows``)."""
+        accuracy = [e["summary"]["test_accuracy"] for e in self.entries]
+        row = {
+            "label": self.label,
+            "workers": self.workers,
+            "seeds": len(self.entries),
+            "test_accuracy": statistics.mean(accuracy),
+            "samples_per_seed": self.samples,
+        }
+        return row | ({"tuned": self.tuned} if self.tuned else {})
+
+
+def run_samples(entry: dict[str, Any]) -> int | None:
+    """Training samples of one finished run, all its workers together: steps x batch size x
+    workers (each particle of a swarm, each rank of ddp trains its own batches); None for a
+    ``compare.json`` that did not record them."""
+    per_worker = entry["summary"].get("samples_per_worker")
+    return None if per_worker is None else int(per_worker) * int(entry["cell"]["workers"])
+
+
+def _samples_per_seed(entries: list[dict[str, Any]]) -> float | None:
+    counts = [run_samples(e) for e in entries]
+    known = [c for c in counts if c is not None]
+    return statistics.mean(known) if known and len(known) == len(counts) else None
+
+
+def table_rows(data: dict[str, Any]) -> list[Row]:
+    """Every (label, workers) with finished runs, as ``_groups`` orders them, except that a
+    grid's values keep the grid's order (``period=5/10``, not the text order 10, 5) and its
+    tuned rows follow them."""
+    groups = _groups(data)
+    rows = [Row(label, n, es, _samples_per_seed(es)) for (label, n), es in groups.items()]
+    place: dict[str, tuple[str, int]] = {}  # a grid's labels: (the grid, position)
+    for grid in data["settings"].get("grids", []):
+        place |= {label: (grid["label"], i) for i, label in enumerate(grid["labels"])}
+        for n in sorted({n for (label, n) in groups if label in grid["labels"]}):
+            tuned = _tuned(grid, [groups.get((label, n), []) for label in grid["labels"]])
+            if tuned is not None:
+                rows.append(tuned)
+                place[tuned.label] = (grid["label"], len(grid["labels"]))
+    return sorted(rows, key=lambda r: (r.workers > 1, *place.get(r.label, (r.label, 0)), r.workers))
+
+
+def _tuned(grid: dict[str, Any], members: list[list[dict[str, Any]]]) -> Row | None:
+    """A grid's row at one worker count (``members``: each value's finished runs there): the
+    value with the best mean test accuracy over seeds, costing the samples of every value;
+    None until every value has a finished run (a best of the values run so far flatters)."""
+    if not all(members):
+        return None
+    means = [statistics.mean(e["summary"]["test_accuracy"] for e in es) for es in members]
+    best = means.index(max(means))  # the first of equals: the grid's order decides
+    costs = [_samples_per_seed(es) for es in members]
+    known = [c for c in costs if c is not None]
+    value, label = grid["values"][best], grid["labels"][best]
+    return Row(
+        f"{grid['base']} tuned ({grid['key']}={value})",
+        members[best][0]["cell"]["workers"],
+        members[best],
+        sum(known) if len(known) == len(costs) else None,
+        {"key": grid["key"], "value": value, "label": label, "of": grid["labels"]},
+    )
+
+
 def _steps_to(curve: list[dict[str, Any]], target: float, key: str = "step") -> float | None:
     """First evaluation at which the selected model reaches ``target`` (None: never)."""
     for point in curve:
@@ -128,12 +203,12 @@ def speedups(data: dict[str, Any], target: float) -> dict[tuple[str, int], dict[
     the cell and of ``single`` reached it, since a mean over the seeds that happened to get
     there flatters the cell (one lucky seed of three would read as a speedup).
     """
-    groups = _groups(data)
-    single = groups.get(("single", 1), [])
+    single = _groups(data).get(("single", 1), [])
     base_steps = [_steps_to(e["curve"], target) for e in single]
     base_secs = [_steps_to(e["curve"], target, "train_seconds") for e in single]
     out = {}
-    for key, entries in groups.items():
+    for r in table_rows(data):
+        key, entries = (r.label, r.workers), r.entries
         steps = [_steps_to(e["curve"], target) for e in entries]
         secs = [_steps_to(e["curve"], target, "train_seconds") for e in entries]
         reached = [s for s in steps if s is not None]
@@ -163,13 +238,14 @@ def compare_table(data: dict[str, Any]) -> str:
         f"Budget: {settings['steps']} optimizer steps per worker (the same samples per worker "
         f"for every strategy); target accuracy {100 * target:.2f} %.",
         "",
-        "| strategy | N | seeds | test acc % (selected) | ensemble % | weight avg % | "
-        "steps to target | S(N) steps | time to target s | S(N) wall | train s | "
+        "| strategy | N | seeds | test acc % (selected) | samples/seed (M) | ensemble % | "
+        "weight avg % | steps to target | S(N) steps | time to target s | S(N) wall | train s | "
         "samples/s (all workers) | spread (mean) | spread (end) | best test acc % (curve) | "
         "train-test gap % (end) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (label, n), entries in _groups(data).items():
+    for row in table_rows(data):
+        label, n, entries = row.label, row.workers, row.entries
         s = [e["summary"] for e in entries]
         curves = [e["curve"] for e in entries if e["curve"]]
         last = [c[-1] for c in curves]
@@ -181,7 +257,7 @@ def compare_table(data: dict[str, Any]) -> str:
         steps = "-" if sp["steps"] is None else f"{sp['steps']:.0f} ({sp['reached']}/{sp['runs']})"
         lines.append(
             f"| {label} | {n} | {len(entries)} "
-            f"| {_mean_std([x['test_accuracy'] for x in s], 100)} "
+            f"| {_mean_std([x['test_accuracy'] for x in s], 100)} | {millions(row.samples)} "
             f"| {_mean_std([x['ensemble_test_accuracy'] for x in s], 100)} "
             f"| {_mean_std([x['weight_average_test_accuracy'] for x in s], 100)} "
             f"| {steps} | {_speedup(sp, 'speedup_steps')} | {_fmt(sp.get('seconds'), 1)} "
@@ -194,7 +270,30 @@ def compare_table(data: dict[str, Any]) -> str:
     failed = [name for name, e in data["cells"].items() if "failed" in e]
     if failed:
         lines += ["", f"Failed cells (left out): {', '.join(failed)}."]
+    lines += ["", SAMPLES_LEGEND]
+    if data["settings"].get("grids"):
+        lines += ["", TUNED_LEGEND]
     return "\n".join(lines)
+
+
+SAMPLES_LEGEND = (
+    "samples/seed (M): millions of training samples one seed of the row costs, all workers "
+    "together (steps x batch size x workers: N particles of a swarm, --explore or not, count "
+    "N times); a tuned row counts every value of its grid."
+)
+TUNED_LEGEND = (
+    "LABEL tuned (key=value): the value of the label's grid with the best mean test accuracy "
+    "over seeds at that N (picked on the test set, so optimistic), with its results and the "
+    "whole grid's samples."
+)
+
+
+def millions(samples: float | None) -> str:
+    """Samples in millions, three significant digits (a toy run's thousands stay readable)."""
+    if samples is None:
+        return "-"
+    value = samples / 1e6
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def _speedup(row: dict[str, Any], key: str) -> str:
