@@ -19,7 +19,10 @@ Configurations (Fashion-MNIST, mlp, 3 epochs, period 10; every cell one ``nosync
   particle is the same model when it is judged); ``explore-leader-trainloss``: judged by the
   training loss instead of held-out fitness;
 - ``off-low``/``off-high``: ``explore-leader-trainloss`` (the defaults) with the range
-  off-centre (0.0005..0.05 and 0.05..5).
+  off-centre (0.0005..0.05 and 0.05..5);
+- ``overfit-*`` (target 4): the 5,000-example subset for 60 epochs at A*'s lr 0.05, averaging
+  against exploring ``weight_decay`` and ``label_smoothing`` (held-out or training-loss
+  fitness); the table adds the selected model's train-test gap.
 
 Finished cells are skipped when the script runs again.  Writes
 ``benchmarks/results/explore/grid.json`` and prints a table of test accuracy (mean over seeds)
@@ -42,6 +45,8 @@ GRID = (0.005, 0.0158, 0.05, 0.158, 0.5)
 RANGE = "lr=0.005..0.5:log"
 BASE = ["--dataset", "fashion-mnist", "--model", "mlp", "--epochs", "3", "--period", "10"]
 BASE += ["--threads", "1", "--eval-every", "0"]
+OVERFIT = ["--train-subset", "5000", "--epochs", "60", "--lr", "0.05"]
+REGULARISE = "weight_decay=0.00001..0.01:log,label_smoothing=0..0.2"
 CONFIGS: dict[str, list[list[str]]] = {
     "astar": [["--rule", "elastic", "--pressure", "1", "--lr", str(lr)] for lr in GRID],
     "explore-weighted": [["--explore", RANGE, "--rule", "weighted", "--temperature", "0.1",
@@ -58,6 +63,15 @@ CONFIGS: dict[str, list[list[str]]] = {
                                   "train-loss"]],
     "off-low": [["--explore", "lr=0.0005..0.05:log", "--rule", "leader"]],
     "off-high": [["--explore", "lr=0.05..5:log", "--rule", "leader"]],
+    "explore-leader-trainloss-k50": [["--explore", RANGE, "--rule", "leader", "--fitness",
+                                      "train-loss", "--exploit-every", "50"]],
+    # target 4: the 5,000-example subset for 60 epochs (RESULTS §4's overfitting setting), at
+    # A*'s lr 0.05; averaging against exploring weight decay and label smoothing
+    "overfit-avg": [[*OVERFIT, "--rule", "elastic", "--pressure", "1"]],
+    "overfit-explore": [[*OVERFIT, "--explore", REGULARISE, "--rule", "leader", "--fitness",
+                         "held-out"]],
+    "overfit-explore-trainloss": [[*OVERFIT, "--explore", REGULARISE, "--rule", "leader",
+                                   "--fitness", "train-loss"]],
 }  # fmt: skip
 
 
@@ -79,12 +93,19 @@ def run_cell(config: str, index: int, particles: int, seed: int, extra: list[str
         "extra": extra,
         "flags": CONFIGS[config][index],
         "test_accuracy": s.get("test_accuracy"),
+        "train_accuracy": train_accuracy(run.of_type("eval")),
         "diverged": s.get("diverged"),
         "steps": s.get("steps"),
         "samples": (s.get("steps") or 0) * particles * 32,  # every particle's, batch 32
         "schedule": s.get("explore", {}).get("schedule") if isinstance(s.get("explore"), dict)
         else None,
     }  # fmt: skip
+
+
+def train_accuracy(evals: list[dict]) -> float | None:
+    """The selected model's training accuracy (on the run's fixed 2,000 training examples) at
+    the last evaluation, which is the end of training: the train-test gap of target 4."""
+    return evals[-1].get("selected_train_accuracy") if evals else None
 
 
 def table(cells: list[dict]) -> str:
@@ -109,7 +130,10 @@ def table(cells: list[dict]) -> str:
         extra = " ".join(group[0]["extra"])
         name = f"{config} {extra}".strip()
         m = sum(c["samples"] for c in group) / len(seeds) / 1e6
-        rows.append(f"| {name} | {p} | {statistics.mean(accs):.2f} | {seeds} | {m:.1f} |")
+        gaps = [100 * (c["train_accuracy"] - c["test_accuracy"]) for c in group
+                if c.get("train_accuracy") is not None and c["test_accuracy"] is not None]
+        gap = f" (train-test gap {statistics.mean(gaps):.2f})" if config.startswith("overfit") else ""
+        rows.append(f"| {name}{gap} | {p} | {statistics.mean(accs):.2f} | {seeds} | {m:.1f} |")
     return "\n".join(rows)
 
 
