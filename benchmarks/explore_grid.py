@@ -130,9 +130,12 @@ def table(cells: list[dict]) -> str:
         extra = " ".join(group[0]["extra"])
         name = f"{config} {extra}".strip()
         m = sum(c["samples"] for c in group) / len(seeds) / 1e6
-        gaps = [100 * (c["train_accuracy"] - c["test_accuracy"]) for c in group
-                if c.get("train_accuracy") is not None and c["test_accuracy"] is not None]
-        gap = f" (train-test gap {statistics.mean(gaps):.2f})" if config.startswith("overfit") else ""
+        gaps = [
+            100 * (c["train_accuracy"] - c["test_accuracy"])
+            for c in group
+            if c.get("train_accuracy") is not None and c["test_accuracy"] is not None
+        ]
+        gap = f" (train-test gap {statistics.mean(gaps):.2f})" if gaps else ""
         rows.append(f"| {name}{gap} | {p} | {statistics.mean(accs):.2f} | {seeds} | {m:.1f} |")
     return "\n".join(rows)
 
