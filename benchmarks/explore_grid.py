@@ -135,7 +135,7 @@ def table(cells: list[dict]) -> str:
             for c in group
             if c.get("train_accuracy") is not None and c["test_accuracy"] is not None
         ]
-        gap = f" (train-test gap {statistics.mean(gaps):.2f})" if gaps else ""
+        gap = f" (train-test gap {statistics.mean(gaps):.2f})" if len(gaps) == len(group) else ""
         rows.append(f"| {name}{gap} | {p} | {statistics.mean(accs):.2f} | {seeds} | {m:.1f} |")
     return "\n".join(rows)
 
