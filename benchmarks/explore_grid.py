@@ -63,6 +63,9 @@ CONFIGS: dict[str, list[list[str]]] = {
                                   "train-loss"]],
     "off-low": [["--explore", "lr=0.0005..0.05:log", "--rule", "leader"]],
     "off-high": [["--explore", "lr=0.05..5:log", "--rule", "leader"]],
+    # averaging at the mlp's A* lr alone: a lower bound of A* where the whole grid is too dear
+    # (the cnn on this 2-core machine)
+    "avg-0.05": [["--rule", "elastic", "--pressure", "1", "--lr", "0.05"]],
     "explore-leader-trainloss-k50": [["--explore", RANGE, "--rule", "leader", "--fitness",
                                       "train-loss", "--exploit-every", "50"]],
     # target 4: the 5,000-example subset for 60 epochs (RESULTS §4's overfitting setting), at
