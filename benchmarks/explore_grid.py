@@ -45,24 +45,33 @@ GRID = (0.005, 0.0158, 0.05, 0.158, 0.5)
 RANGE = "lr=0.005..0.5:log"
 BASE = ["--dataset", "fashion-mnist", "--model", "mlp", "--epochs", "3", "--period", "10"]
 BASE += ["--threads", "1", "--eval-every", "0"]
+# every exploring cell names its fitness: --explore judged held-out before it followed the run's
+# --fitness (train-loss by default), and a cell's flags must say which it ran with
+HELD_OUT, TRAIN_LOSS = ["--fitness", "held-out"], ["--fitness", "train-loss"]
 OVERFIT = ["--train-subset", "5000", "--epochs", "60", "--lr", "0.05"]
 REGULARISE = "weight_decay=0.00001..0.01:log,label_smoothing=0..0.2"
 CONFIGS: dict[str, list[list[str]]] = {
     "astar": [["--rule", "elastic", "--pressure", "1", "--lr", str(lr)] for lr in GRID],
     "explore-weighted": [["--explore", RANGE, "--rule", "weighted", "--temperature", "0.1",
-                          "--pressure", "1"]],
-    "explore-leader": [["--explore", RANGE, "--rule", "leader"]],
-    "explore-none": [["--explore", RANGE, "--rule", "none"]],
-    "pbt": [["--explore", RANGE, "--rule", "none", "--explore-factors", "0.8,1.2"]],
-    "sweep": [["--explore", RANGE, "--rule", "none", "--exploit-every", "0"]],
-    "explore-leader-k50": [["--explore", RANGE, "--rule", "leader", "--exploit-every", "50"]],
+                          "--pressure", "1", *HELD_OUT]],
+    "explore-leader": [["--explore", RANGE, "--rule", "leader", *HELD_OUT]],
+    "explore-none": [["--explore", RANGE, "--rule", "none", *HELD_OUT]],
+    "pbt": [["--explore", RANGE, "--rule", "none", "--explore-factors", "0.8,1.2", *TRAIN_LOSS]],
+    "sweep": [["--explore", RANGE, "--rule", "none", "--exploit-every", "0", *TRAIN_LOSS]],
+    "explore-leader-k50": [["--explore", RANGE, "--rule", "leader", "--exploit-every", "50",
+                            *HELD_OUT]],
     "explore-weighted-k50": [["--explore", RANGE, "--rule", "weighted", "--temperature", "0.1",
-                              "--pressure", "1", "--exploit-every", "50"]],
-    "explore-weighted-p03": [["--explore", RANGE, "--rule", "weighted", "--temperature", "0.1"]],
+                              "--pressure", "1", "--exploit-every", "50", *HELD_OUT]],
+    "explore-weighted-p03": [["--explore", RANGE, "--rule", "weighted", "--temperature", "0.1",
+                              *HELD_OUT]],
     "explore-leader-trainloss": [["--explore", RANGE, "--rule", "leader", "--fitness",
                                   "train-loss"]],
-    "off-low": [["--explore", "lr=0.0005..0.05:log", "--rule", "leader"]],
-    "off-high": [["--explore", "lr=0.05..5:log", "--rule", "leader"]],
+    "off-low": [["--explore", "lr=0.0005..0.05:log", "--rule", "leader", *TRAIN_LOSS]],
+    "off-high": [["--explore", "lr=0.05..5:log", "--rule", "leader", *TRAIN_LOSS]],
+    # averaging at the sweep's 4 starting rates (the strata midpoints for N = 4), to set each
+    # rate's single-particle accuracy (the sweep's own particles) beside its averaged one
+    "avg-mid": [["--rule", "elastic", "--pressure", "1", "--lr", str(lr)]
+                for lr in (0.0089, 0.0281, 0.0889, 0.2812)],
     # averaging at the mlp's A* lr alone: a lower bound of A* where the whole grid is too dear
     # (the cnn on this 2-core machine)
     "avg-0.05": [["--rule", "elastic", "--pressure", "1", "--lr", "0.05"]],
@@ -97,6 +106,7 @@ def run_cell(config: str, index: int, particles: int, seed: int, extra: list[str
         "flags": CONFIGS[config][index],
         "test_accuracy": s.get("test_accuracy"),
         "train_accuracy": train_accuracy(run.of_type("eval")),
+        "worker_test_accuracy": s.get("worker_test_accuracy"),
         "diverged": s.get("diverged"),
         "steps": s.get("steps"),
         "samples": (s.get("steps") or 0) * particles * 32,  # every particle's, batch 32
