@@ -13,6 +13,8 @@ drift hits them alike) on Fashion-MNIST with the mlp, one thread per rank, perio
     python benchmarks/async_rounds.py --workers 2 --seeds 0 1 2 --epochs 3 --configs \
         async-train-loss async-train-loss-d1 async-train-loss-d2 async-train-loss-d10 \
         async-train-loss-d25 --json delay_sweep.json   # the delay sweep
+    python benchmarks/async_rounds.py --workers 2 --seeds 0 1 2 3 --epochs 1 --configs \
+        async-train-loss async-train-loss-explore --json explore_blocking.json  # issue 19, 5
 
 writes ``benchmarks/results/async_rounds.json`` (or ``--json``) and prints a Markdown table.
 """
@@ -36,7 +38,11 @@ CONFIGS = {
         f"async-train-loss-d{d}": ["--round", "async", "--fitness", "train-loss", "--delay", str(d)]
         for d in (1, 2, 10, 25)
     },
-}
+    # issue 19's target 5: the defaults with --explore (an exploit step every 10 rounds)
+    "async-train-loss-explore": [
+        "--round", "async", "--fitness", "train-loss", "--explore", "lr=0.005..0.5:log"
+    ],
+}  # fmt: skip
 
 
 def agreement(rounds: list[dict]) -> float:
