@@ -315,3 +315,30 @@ def test_a_swarm_whose_particles_all_diverge_exits_3_and_leaves_a_reusable_folde
     fresh = nosync("train", "--steps", "10", "--quiet", "--out", str(out))
     assert fresh.returncode == 0, fresh.stderr
     assert "diverged" not in summary(out) and (out / "final.pt").exists()
+
+
+def test_kill_9_during_explore_restarts_with_the_population_of_the_checkpoint(tmp_path) -> None:
+    """Issue 19: a restart resumes the hyperparameters and the lineage with the weights.  Had
+    the restarted group started a new population, the summary's copies would miss those made
+    before the kill, and the values of the first round after it would not follow the last
+    round the checkpoint holds."""
+    out = tmp_path / "run"
+    explore = ["--explore", "lr=0.01..0.5:log", "--exploit-every", "2"]
+    run = start_nosync("train", *LONG, *explore, "--max-restarts", "1", "--out", str(out))
+    wait_for(lambda: (checkpoint_step(out) or 0) >= 120, 120, "a checkpoint at step 120")
+    subprocess.run(["kill", "-9", str(worker_pids(run.pid)[-1])], check=True)
+    _, err = run.communicate(timeout=180)
+    assert run.returncode == 0, err
+    assert "restart 1 after a worker failed: resuming from the checkpoint" in err, err
+    s = summary(out)
+    records = read_metrics(out / "metrics.jsonl")
+    resumed_at = next(r["step"] for r in records if r["type"] == "resume")
+    rounds = [r for r in records if r["type"] == "round"]
+    assert [r["step"] for r in rounds] == list(range(10, 801, 10))  # nothing logged twice
+    copies = [e for r in rounds for e in r["explore"]["exploits"]]
+    before = [e for r in rounds if r["step"] <= resumed_at for e in r["explore"]["exploits"]]
+    assert s["restarts"] == 1 and before and s["explore"]["exploits"] == len(copies)
+    last = next(r for r in rounds if r["step"] == resumed_at)["explore"]["values"]
+    first = next(r for r in rounds if r["step"] > resumed_at)["explore"]
+    moved = {e["particle"] for e in first["exploits"]}
+    assert all(first["values"][i] == last[i] for i in range(2) if i not in moved)
