@@ -121,35 +121,42 @@ def train_accuracy(evals: list[dict]) -> float | None:
     return evals[-1].get("selected_train_accuracy") if evals else None
 
 
+def row(name: str, p: int, group: list[dict], samples: float) -> str:
+    """One line of the table: mean test accuracy over the seeds (a diverged cell counts 0), the
+    train-test gap where every seed has one, and ``samples`` per seed in millions."""
+    seeds = sorted({c["seed"] for c in group})
+    accs = [100 * (c["test_accuracy"] or 0) for c in group]
+    gaps = [
+        100 * (c["train_accuracy"] - c["test_accuracy"])
+        for c in group
+        if c.get("train_accuracy") is not None and c["test_accuracy"] is not None
+    ]
+    gap = f" (train-test gap {statistics.mean(gaps):.2f})" if len(gaps) == len(group) else ""
+    return f"| {name}{gap} | {p} | {statistics.mean(accs):.2f} | {seeds} | {samples:.1f} |"
+
+
 def table(cells: list[dict]) -> str:
     rows = ["| configuration | P | test acc % (mean over seeds) | seeds | samples per seed (M) |"]
     rows.append("|---|---|---|---|---|")
-    by: dict[tuple[str, int], list[dict]] = {}
+    by: dict[tuple[str, int, str], list[dict]] = {}  # the cnn's cells are the same configs
     for c in cells:
-        by.setdefault((c["config"], c["particles"]), []).append(c)
-    for (config, p), group in sorted(by.items()):
-        seeds = sorted({c["seed"] for c in group})
-        if config == "astar":  # the best grid point, chosen on the mean over the seeds
-            per_lr = {i: [c for c in group if c["index"] == i] for i in {c["index"] for c in group}}
-            means = {i: statistics.mean(100 * (c["test_accuracy"] or 0) for c in cs)
-                     for i, cs in per_lr.items()}  # fmt: skip
-            best = max(means, key=means.__getitem__)
-            grid = sum(c["samples"] for c in group) / len(seeds) / 1e6  # the whole grid's
-            rows.append(
-                f"| A* (lr {GRID[best]}) | {p} | {means[best]:.2f} | {seeds} | {grid:.1f} |"
-            )
-            continue
-        accs = [100 * (c["test_accuracy"] or 0) for c in group]
-        extra = " ".join(group[0]["extra"])
+        by.setdefault((c["config"], c["particles"], " ".join(c["extra"])), []).append(c)
+    for (config, p, extra), group in sorted(by.items()):
         name = f"{config} {extra}".strip()
-        m = sum(c["samples"] for c in group) / len(seeds) / 1e6
-        gaps = [
-            100 * (c["train_accuracy"] - c["test_accuracy"])
-            for c in group
-            if c.get("train_accuracy") is not None and c["test_accuracy"] is not None
-        ]
-        gap = f" (train-test gap {statistics.mean(gaps):.2f})" if len(gaps) == len(group) else ""
-        rows.append(f"| {name}{gap} | {p} | {statistics.mean(accs):.2f} | {seeds} | {m:.1f} |")
+        seeds = len({c["seed"] for c in group})
+        per_value = {i: [c for c in group if c["index"] == i] for i in {c["index"] for c in group}}
+        if len(per_value) == 1:
+            rows.append(row(name, p, group, sum(c["samples"] for c in group) / seeds / 1e6))
+            continue
+        for i, cs in sorted(per_value.items()):  # a grid: a row per value ...
+            lr = CONFIGS[config][i][CONFIGS[config][i].index("--lr") + 1]
+            rows.append(row(f"{name} lr {lr}", p, cs, sum(c["samples"] for c in cs) / seeds / 1e6))
+        if config == "astar":  # ... and A*, the best on the mean over the seeds, at its cost
+            means = {i: statistics.mean(100 * (c["test_accuracy"] or 0) for c in cs)
+                     for i, cs in per_value.items()}  # fmt: skip
+            best = max(means, key=means.__getitem__)
+            grid = sum(c["samples"] for c in group) / seeds / 1e6  # the whole grid's
+            rows.append(row(f"**A*** (lr {GRID[best]}) {extra}".strip(), p, per_value[best], grid))
     return "\n".join(rows)
 
 
@@ -160,7 +167,11 @@ def main() -> None:
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--extra", default="", help="more flags for every cell, space-separated")
+    ap.add_argument("--table", action="store_true", help="only print the table of grid.json")
     args = ap.parse_args()
+    if args.table:
+        print(table(json.loads((OUT / "grid.json").read_text())))
+        return
     extra = args.extra.split()
     todo = [
         (config, i, int(p), int(s), extra)
