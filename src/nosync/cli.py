@@ -193,6 +193,12 @@ def _warn_dropped(lines: list[str]) -> None:
         print(f"nosync: warning: config: {line}", file=sys.stderr)
 
 
+def _warn(lines: list[str]) -> None:
+    """Settings that run but defeat their purpose (:func:`~nosync.run.config.advice`)."""
+    for line in lines:
+        print(f"nosync: warning: {line}", file=sys.stderr)
+
+
 DIVERGED = 3  # exit status of a run that diverged (1: a worker failed, 2: bad input)
 
 
@@ -214,7 +220,7 @@ def _train(args: argparse.Namespace) -> int:
         launch,
         under_launcher,
     )
-    from nosync.run.config import drop_unused, read_toml, resolve
+    from nosync.run.config import advice, drop_unused, read_toml, resolve
     from nosync.tools.report import format_summary
 
     flags = _flags(args)
@@ -232,6 +238,7 @@ def _train(args: argparse.Namespace) -> int:
     cfg = resolve(file_values, flags, under_launcher())
     if not flags.get("resume"):  # (a resumed run keeps its own config.toml as it is)
         _warn_dropped(drop_unused(cfg))
+        _warn(advice(cfg))
     if args.print_config:
         print(cfg.to_toml(), end="")
         return 0
@@ -294,7 +301,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from nosync.run.config import drop_unused, read_toml, resolve
+    from nosync.run.config import advice, drop_unused, read_toml, resolve
     from nosync.tools.simulate import simulate
 
     interrupts.stop_deferring()
@@ -305,6 +312,7 @@ def _simulate(args: argparse.Namespace) -> int:
         read_toml(args.config) if args.config else {}, {**flags, "workers": 1, "strategy": "nosync"}
     )
     _warn_dropped(drop_unused(cfg))
+    _warn(advice(cfg))
     if not flags.get("out"):
         cfg.out = cfg.out.replace("-nosync", "-simulate")
     summary = simulate(cfg, args.particles)

@@ -194,3 +194,18 @@ def test_a_config_file_of_another_mode_is_used_where_it_applies(tmp_path, capsys
         "--round async); not used"
     ]
     assert 'delay = "auto"' in captured.out and 'round = "blocking"' in captured.out
+
+
+def test_exploring_label_smoothing_by_the_training_loss_is_warned(tmp_path, capsys) -> None:
+    """Issue 19: the training loss grows with label smoothing, so it cannot judge it (the copies
+    drove it to the bottom of its range, RESULTS §17): one warning line, and the run goes on;
+    with held-out fitness, or without label smoothing, nothing is said."""
+    explore = ["--explore", "lr=0.01..0.1:log,label_smoothing=0..0.2", "--print-config"]
+    assert main(["train", *explore, "--out", str(tmp_path / "a")]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nosync: warning: explore: label_smoothing")
+    assert "--fitness held-out" in lines[0]
+    assert main(["train", *explore, "--fitness", "held-out", "--out", str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["train", "--explore", "lr=0.01..0.1:log", "--print-config"]) == 0
+    assert capsys.readouterr().err == ""

@@ -415,6 +415,22 @@ def drop_unused(cfg: TrainConfig) -> list[str]:
     return dropped
 
 
+def advice(cfg: TrainConfig) -> list[str]:
+    """Settings that work but are known to defeat their purpose: one line each, said as a
+    warning (measured in RESULTS)."""
+    lines = []
+    if cfg.explore and cfg.fitness == "train-loss" and cfg.strategy == "nosync":
+        from nosync.core.explore import Space
+
+        if "label_smoothing" in Space.parse(cfg.explore).names:
+            lines.append(
+                "explore: label_smoothing is judged by --fitness train-loss, a loss that grows "
+                "with it, so the copies drive it to the bottom of its range (RESULTS §17); "
+                "--fitness held-out judges it on held-out data"
+            )
+    return lines
+
+
 def validate(cfg: TrainConfig) -> None:
     """One clear ``UserError`` per mistake, named after the flag; one check per concern."""
     _check_values(cfg)
