@@ -111,3 +111,22 @@ def test_a_straggler_skips_batches_and_the_fast_rank_trains_every_step(tmp_path)
     assert len(set(s["final_sha256_per_rank"])) == 1  # every rank holds the selected model
     evals = [r for r in read_metrics(out / "metrics.jsonl") if r["type"] == "eval"]
     assert evals[-1]["skipped_steps"] == [fast, slow]
+
+
+def test_a_straggler_that_skips_batches_still_takes_part_in_every_exploit(tmp_path) -> None:
+    """Issue 19: ``--explore`` with ``--stragglers skip``: the slow rank skips batches, yet
+    both ranks meet at every round, copy at every exploit round (a 2-particle swarm always has
+    one copier), agree on every particle's values, and end with the same selected model."""
+    out = tmp_path / "run"
+    flags = ["--round", "async", "--inject", "slow@1:4", "--stragglers", "skip"]
+    explore = ["--explore", "lr=0.01..0.5:log", "--exploit-every", "3"]
+    result = nosync("train", *FLAGS, "--steps", "300", *flags, *explore, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    s = summary(out)
+    assert s["skipped_steps_per_rank"][1] > 50 and s["sync_rounds"] == 30
+    rounds = [r for r in read_metrics(out / "metrics.jsonl") if r["type"] == "round"]
+    copied = [r["round"] for r in rounds if r["explore"]["exploits"]]
+    assert copied == list(range(3, 31, 3)), copied
+    assert s["explore"]["exploits"] == 10
+    assert s["explore"]["values"] == rounds[-1]["explore"]["values"]
+    assert len(set(s["final_sha256_per_rank"])) == 1
