@@ -107,6 +107,7 @@ def run_cell(config: str, index: int, particles: int, seed: int, extra: list[str
         "test_accuracy": s.get("test_accuracy"),
         "train_accuracy": train_accuracy(run.of_type("eval")),
         "worker_test_accuracy": s.get("worker_test_accuracy"),
+        "start": s.get("explore", {}).get("start") if isinstance(s.get("explore"), dict) else None,
         "diverged": s.get("diverged"),
         "steps": s.get("steps"),
         "samples": (s.get("steps") or 0) * particles * 32,  # every particle's, batch 32
@@ -135,6 +136,22 @@ def row(name: str, p: int, group: list[dict], samples: float) -> str:
     return f"| {name}{gap} | {p} | {statistics.mean(accs):.2f} | {seeds} | {samples:.1f} |"
 
 
+def alone(name: str, p: int, group: list[dict]) -> list[str]:
+    """A sweep's particles one by one: each starting rate's own test accuracy (a sweep never
+    copies, so a particle trains alone at its rate), where every seed recorded them."""
+    if any(c.get("start") is None or c.get("worker_test_accuracy") is None for c in group):
+        return []
+    by_rate: dict[float, list[float]] = {}
+    for c in group:
+        for values, acc in zip(c["start"], c["worker_test_accuracy"], strict=True):
+            by_rate.setdefault(round(values["lr"], 4), []).append(100 * acc)
+    return [
+        f"| {name}: its particle at lr {lr} alone | 1 | {statistics.mean(accs):.2f} | "
+        f"{sorted({c['seed'] for c in group})} | |"
+        for lr, accs in sorted(by_rate.items())
+    ]
+
+
 def table(cells: list[dict]) -> str:
     rows = ["| configuration | P | test acc % (mean over seeds) | seeds | samples per seed (M) |"]
     rows.append("|---|---|---|---|---|")
@@ -147,6 +164,8 @@ def table(cells: list[dict]) -> str:
         per_value = {i: [c for c in group if c["index"] == i] for i in {c["index"] for c in group}}
         if len(per_value) == 1:
             rows.append(row(name, p, group, sum(c["samples"] for c in group) / seeds / 1e6))
+            if config == "sweep":
+                rows.extend(alone(name, p, group))
             continue
         for i, cs in sorted(per_value.items()):  # a grid: a row per value ...
             lr = CONFIGS[config][i][CONFIGS[config][i].index("--lr") + 1]
