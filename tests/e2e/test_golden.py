@@ -158,6 +158,21 @@ def _cpu() -> str:
         return platform.processor() or platform.machine()
 
 
+def _isa() -> str:
+    """The widest vector instructions the hardware has (``/proc/cpuinfo``'s flags).  oneDNN picks
+    its convolution kernels by the hardware, not by ``ATEN_CPU_CAPABILITY``: on an AVX-512 host
+    forced to ``avx2`` the cnn's bits differ from a host that only has AVX2 (measured: the same
+    "AMD EPYC" model name, one checksum of twelve apart)."""
+    try:
+        flags = next(
+            (line for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("flags")), ""
+        ).split()  # fmt: skip
+    except OSError:
+        return "?"
+    return "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "other"
+
+
 # variables that pick MKL's or oneDNN's code path, and so the bits
 KERNEL_ENV = ("MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 
@@ -169,6 +184,7 @@ def fingerprint() -> dict[str, str]:
         "torch": torch.__version__,
         "capability": torch.backends.cpu.get_cpu_capability(),
         "cpu": _cpu(),
+        "isa": _isa(),
         "machine": platform.machine(),
         "mkl": str(torch.backends.mkl.is_available()),
         "mkldnn": str(torch.backends.mkldnn.is_available()),
