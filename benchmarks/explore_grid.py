@@ -97,6 +97,7 @@ def run_cell(config: str, index: int, particles: int, seed: int, extra: list[str
     run = nosync_run.run("simulate", [*flags, *extra], cell_dir(config, index, particles, seed,
                                                                 extra))  # fmt: skip
     s = run.summary
+    explored = s.get("explore") if isinstance(s.get("explore"), dict) else {}
     return {
         "config": config,
         "index": index,
@@ -107,13 +108,12 @@ def run_cell(config: str, index: int, particles: int, seed: int, extra: list[str
         "test_accuracy": s.get("test_accuracy"),
         "train_accuracy": train_accuracy(run.of_type("eval")),
         "worker_test_accuracy": s.get("worker_test_accuracy"),
-        "start": s.get("explore", {}).get("start") if isinstance(s.get("explore"), dict) else None,
+        "start": explored.get("start"),
         "diverged": s.get("diverged"),
         "steps": s.get("steps"),
         "samples": (s.get("steps") or 0) * particles * 32,  # every particle's, batch 32
-        "schedule": s.get("explore", {}).get("schedule") if isinstance(s.get("explore"), dict)
-        else None,
-    }  # fmt: skip
+        "schedule": explored.get("schedule"),
+    }
 
 
 def train_accuracy(evals: list[dict]) -> float | None:

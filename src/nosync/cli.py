@@ -189,12 +189,11 @@ def resume_hint(out: str | Path) -> str:
 
 def _warn_dropped(lines: list[str]) -> None:
     """Settings of the --config file that do nothing in the mode chosen: said once, not used."""
-    for line in lines:
-        print(f"nosync: warning: config: {line}", file=sys.stderr)
+    _warn([f"config: {line}" for line in lines])
 
 
 def _warn(lines: list[str]) -> None:
-    """Settings that run but defeat their purpose (:func:`~nosync.run.config.advice`)."""
+    """One ``nosync: warning:`` line each (e.g. :func:`~nosync.run.config.advice`'s)."""
     for line in lines:
         print(f"nosync: warning: {line}", file=sys.stderr)
 

@@ -32,6 +32,7 @@ touch the checks.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -145,17 +146,23 @@ def sketch(out: Path) -> dict[str, np.ndarray]:
 
 
 # ---- exact checksums, per machine -----------------------------------------------------------
-def _cpu() -> str:
-    """The CPU's vendor and model name (``/proc/cpuinfo`` on Linux)."""
+@functools.cache
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's entries of ``/proc/cpuinfo`` (empty where there is none)."""
     try:
-        info = dict(
-            line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines()[:30]
-            if ":" in line
-        )  # fmt: skip
-        info = {k.strip(): v.strip() for k, v in info.items()}
-        return f"{info.get('vendor_id', '?')} {info.get('model name', '?')}"
+        block = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
     except OSError:
+        return {}
+    pairs = (line.split(":", 1) for line in block.splitlines() if ":" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _cpu() -> str:
+    """The CPU's vendor and model name."""
+    info = _cpuinfo()
+    if not info:
         return platform.processor() or platform.machine()
+    return f"{info.get('vendor_id', '?')} {info.get('model name', '?')}"
 
 
 def _isa() -> str:
@@ -163,13 +170,9 @@ def _isa() -> str:
     its convolution kernels by the hardware, not by ``ATEN_CPU_CAPABILITY``: on an AVX-512 host
     forced to ``avx2`` the cnn's bits differ from a host that only has AVX2 (measured: the same
     "AMD EPYC" model name, one checksum of twelve apart)."""
-    try:
-        flags = next(
-            (line for line in Path("/proc/cpuinfo").read_text().splitlines()
-             if line.startswith("flags")), ""
-        ).split()  # fmt: skip
-    except OSError:
+    if not _cpuinfo():
         return "?"
+    flags = _cpuinfo().get("flags", "").split()
     return "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "other"
 
 

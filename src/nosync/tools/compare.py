@@ -166,8 +166,8 @@ def parse_strategies(text: str) -> tuple[list[str], list[Grid]]:
                 f"{' or '.join(PRESETS)} with --explore)"
             )
         grid = _grid_of(name, settings)
-        members = [settings] if grid is None else _expand(settings, *grid)
-        spelled_values: list[str] = []
+        members = [settings] if grid is None else _expand(settings, grid[0], grid[2])
+        typed: list[dict[str, Any]] = []  # each member's settings, as settings_of types them
         for items in members:
             values = settings_of(name, items)
             label = _spell(name, values)
@@ -175,35 +175,34 @@ def parse_strategies(text: str) -> tuple[list[str], list[Grid]]:
                 raise UserError(f"strategies: {label} is given twice")
             seen.append((name, values))
             labels.append(label)
-            if grid is not None:
-                key = items[grid[0]].partition("=")[0].strip().replace("-", "_")
-                spelled_values.append(_spell_value(values[key]))
+            typed.append(values)
         if grid is not None:
-            grids.append(_grid(name, settings, grid[0], spelled_values, labels[-len(members) :]))
+            grids.append(_grid(name, grid[1], typed, labels[-len(members) :]))
     return labels, grids
 
 
-def _grid_of(name: str, items: list[str]) -> tuple[int, list[str]] | None:
-    """Which of a label's settings lists values (its index and the values), or None.
+def _grid_of(name: str, items: list[str]) -> tuple[int, str, list[str]] | None:
+    """Which of a label's settings lists values (its index, its key as ``settings_of`` spells
+    it, and the values), or None.
 
     A text setting keeps its ``/`` (a path: ``data_dir=/data``); only numeric ones are grids,
     one per label, since two would make a cross product nobody could read as one row.
     """
-    found: list[tuple[int, str, str]] = []
+    found: list[tuple[int, str, str, str]] = []  # index, key as given, its field, the text
     for i, item in enumerate(items):
         key, eq, text = (part.strip() for part in item.partition("="))
         field = RENAMED.get(key.replace("-", "_"), key.replace("-", "_"))
         if eq and GRID in text and not (field in FIELDS and kind(field)[0] == "str"):
-            found.append((i, key, text))
+            found.append((i, key, field, text))
     if not found:
         return None
     if len(found) > 1:
-        keys = " and ".join(key for _, key, _ in found)
+        keys = " and ".join(key for _, key, _, _ in found)
         raise UserError(
             f"strategies: {name}: values for both {keys}; a label takes values ({GRID}) for "
             "one key only (give one label per grid)"
         )
-    index, key, text = found[0]
+    index, key, field, text = found[0]
     values = [v.strip() for v in text.split(GRID)]
     for value in values:
         if not value:
@@ -211,14 +210,13 @@ def _grid_of(name: str, items: list[str]) -> tuple[int, list[str]] | None:
                 f"strategies: {name}: {key}={text} has an empty value (values are numbers "
                 f"separated by {GRID}: {key}=0.01{GRID}0.1)"
             )
-        field = RENAMED.get(key.replace("-", "_"), key.replace("-", "_"))
         automatic = field in FIELDS and kind(field)[1] and value == AUTO
         if not automatic and not _is_number(value):
             raise UserError(
                 f"strategies: {name}: {key}={text}: {value!r} is not a number (values are "
                 f"numbers separated by {GRID})"
             )
-    return index, values
+    return index, key.replace("-", "_"), values
 
 
 def _is_number(text: str) -> bool:
@@ -243,10 +241,11 @@ def _spell_value(value: Any) -> str:
     return AUTO if value is None else str(value)
 
 
-def _grid(name: str, items: list[str], index: int, values: list[str], labels: list[str]) -> Grid:
-    """The record of a label's grid, its spellings canonical like its labels'."""
-    key = items[index].partition("=")[0].strip().replace("-", "_")
-    first = settings_of(name, _expand(items, index, values[:1])[0])
+def _grid(name: str, key: str, typed: list[dict[str, Any]], labels: list[str]) -> Grid:
+    """The record of a label's grid (``typed``: each value's settings, from ``settings_of``),
+    its spellings canonical like its labels'."""
+    values = [_spell_value(t[key]) for t in typed]
+    first = typed[0]
     spelled = ",".join(
         f"{k}={GRID.join(values) if k == key else _spell_value(v)}" for k, v in first.items()
     )
